@@ -1,0 +1,843 @@
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { systemClock, type Clock } from '../clock.js';
+import { describeError, formatDiagnostic, type Diagnostic } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import { PROTOCOL_VERSION, type ClientRequest, type ProcSpec } from '../protocol/messages.js';
+import { RouterEndpoint, type Incoming } from '../protocol/sockets.js';
+import { decideOverlap, Ticker } from '../schedule/index.js';
+import { loadTypologyFile } from '../spec/load.js';
+import type { CompiledModule } from '../spec/compile-types.js';
+import { classifyChanges, diffTypologies, formatChange, type CodeOf } from '../spec/diff.js';
+import type { Typology } from '../spec/types.js';
+import { DeadLetterStore } from './dead-letters.js';
+import { leastLoaded } from './placement.js';
+import { RunBook, summarize, type RunRecord, type RunSummary } from './runs.js';
+import { TypologyVersion, type ProcRecord, type VersionHost } from './typology-version.js';
+import { Workspace } from './workspace.js';
+import { stageApplyFiles, type ApplyFile } from './apply.js';
+
+export interface MasterOptions {
+  /** Interface to bind. Default 127.0.0.1. */
+  host?: string;
+  /** ZeroMQ port for workers, stage processes and the CLI. Default 12345; 0 = OS-assigned. */
+  port?: number;
+  /** Web console port (reserved). Default 31218. */
+  webPort?: number;
+  /** Directory to watch for typology files. */
+  workspace?: string;
+  /** Or: exactly these typology files (`rezina run`). */
+  files?: string[];
+  /** Dead letters and other state. Default `.rezina` under the current directory. */
+  stateDir?: string;
+  /** Worker heartbeat period, ms. Default 500. */
+  heartbeatMs?: number;
+  /** A worker silent this long is lost, ms. Default 2000. */
+  heartbeatTimeoutMs?: number;
+  /** Start schedules. `rezina run --once` turns this off and triggers one run itself. Default true. */
+  schedules?: boolean;
+  /** Watch the workspace for edits. Default true. */
+  watch?: boolean;
+  /** Where the stdout bocca writes. Default process.stdout. */
+  stdout?: NodeJS.WritableStream;
+  clock?: Clock;
+  log?: Logger;
+}
+
+export type MasterState = 'starting' | 'running' | 'stopping' | 'stopped';
+
+interface WorkerRecord {
+  id: string;
+  peer: string;
+  name: string;
+  host: string;
+  pid: number;
+  joinedAt: number;
+  lastSeen: number;
+  procs: Set<ProcRecord>;
+  modules: Set<string>;
+}
+
+export interface VersionRecord {
+  version: number;
+  appliedAt: string;
+  source: 'start' | 'edit' | 'apply';
+  kind: string;
+  changes: string[];
+}
+
+interface Entry {
+  name: string;
+  file: string;
+  current: TypologyVersion;
+  retiring: TypologyVersion[];
+  ticker?: Ticker;
+  runs: RunBook;
+  nextRun: number;
+  stopped: boolean;
+  queuedTicks: number;
+  history: VersionRecord[];
+  /** The newest edit was rejected: the last good version keeps running. */
+  invalid?: { file: string; diagnostics: Diagnostic[]; at: string };
+  /** A stage process could not start (module failed to load, backend rejected its options). */
+  stageError?: string;
+  /** Per stage: consecutive quick deaths and when the next spawn may happen. */
+  backoff: Map<string, { failures: number; nextAt: number }>;
+  /** Items kept by `version` of the `code` fingerprint (for diff output). */
+  codeOf: CodeOf;
+}
+
+export interface ApplyOutcome {
+  typology: string;
+  file: string;
+  action: 'created' | 'configured' | 'unchanged';
+  changes: string[];
+}
+
+const QUICK_DEATH_MS = 5000;
+
+/**
+ * The master: owns the desired state (the workspace files), the schedules,
+ * the placement of stage processes on workers, the queues between stages,
+ * and failure detection. A saved edit and `rezina apply` both end in
+ * `reload()`, which moves each typology to what its file says.
+ */
+export class Master extends EventEmitter {
+  state: MasterState = 'starting';
+  readonly log: Logger;
+  port = 0;
+  private readonly router: RouterEndpoint;
+  private readonly clock: Clock;
+  private readonly workers = new Map<string, WorkerRecord>();
+  private readonly procs = new Map<string, ProcRecord>();
+  private readonly entries = new Map<string, Entry>();
+  /** Typology files that do not load and own no running typology. */
+  private readonly fileErrors = new Map<string, Diagnostic[]>();
+  private readonly deadLetters: DeadLetterStore;
+  private readonly workspace: Workspace;
+  private readonly stdout: NodeJS.WritableStream;
+  private procCounter = 0;
+  private workerCounter = 0;
+  private maintenance?: NodeJS.Timeout;
+  private reloading: Promise<void> | undefined;
+  private reloadAgain = false;
+  private stopped?: () => void;
+  private readonly finished: Promise<void>;
+  readonly stateDir: string;
+  private readonly heartbeatMs: number;
+  private readonly heartbeatTimeoutMs: number;
+
+  private constructor(private readonly opts: MasterOptions) {
+    super();
+    this.log = opts.log ?? createLogger('master');
+    this.clock = opts.clock ?? systemClock;
+    this.stateDir = path.resolve(opts.stateDir ?? '.rezina');
+    this.heartbeatMs = opts.heartbeatMs ?? 500;
+    this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 2000;
+    this.stdout = opts.stdout ?? process.stdout;
+    this.router = new RouterEndpoint((what, err) => this.log.warn({ err: describeError(err) }, `socket ${what} error`), {
+      maxMessageBytes: 1024 * 1024 * 1024,
+    });
+    this.deadLetters = new DeadLetterStore(this.stateDir);
+    this.workspace = new Workspace(
+      { dir: opts.files ? undefined : (opts.workspace ?? '.'), files: opts.files },
+      () => void this.reload('edit'),
+    );
+    this.finished = new Promise((resolve) => (this.stopped = resolve));
+  }
+
+  static async create(opts: MasterOptions = {}): Promise<Master> {
+    const m = new Master(opts);
+    m.port = await m.router.bind(opts.host ?? '127.0.0.1', opts.port ?? 12345);
+    void m.receiveLoop();
+    await m.reload('start');
+    if (opts.watch !== false) await m.workspace.start();
+    m.maintenance = setInterval(() => m.maintain(), Math.max(50, Math.floor(m.heartbeatMs / 2)));
+    m.setState('running');
+    m.log.info({ port: m.port, workspace: m.workspace.root, stateDir: m.stateDir }, 'master listening');
+    return m;
+  }
+
+  /** Resolves when the master has shut down. */
+  run(): Promise<void> {
+    return this.finished;
+  }
+
+  private setState(s: MasterState): void {
+    this.state = s;
+    this.log.debug({ state: s }, 'master state');
+  }
+
+  // ---------------------------------------------------------------- desired state
+
+  /** Re-read every typology file and move the running system to it. Serialized; bursts coalesce. */
+  reload(source: 'start' | 'edit' | 'apply'): Promise<void> {
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return this.reloading;
+    }
+    this.reloading = (async () => {
+      try {
+        do {
+          this.reloadAgain = false;
+          await this.reloadOnce(source);
+        } while (this.reloadAgain);
+      } catch (err) {
+        this.log.error({ err: describeError(err) }, 'reload failed');
+      } finally {
+        this.reloading = undefined;
+      }
+    })();
+    return this.reloading;
+  }
+
+  private async reloadOnce(source: 'start' | 'edit' | 'apply'): Promise<ApplyOutcome[]> {
+    const files = this.workspace.typologyFiles();
+    const results = await Promise.all(files.map(async (file) => ({ file, result: await loadTypologyFile(file) })));
+    const outcomes: ApplyOutcome[] = [];
+    const claimed = new Map<string, string>();
+    // A name already running keeps its file; among new ones the first file (sorted) wins.
+    for (const e of this.entries.values()) if (files.includes(e.file)) claimed.set(e.name, e.file);
+    this.fileErrors.clear();
+    for (const { file, result } of results) {
+      if (!result.ok) {
+        const owner = [...this.entries.values()].find((e) => e.file === file);
+        if (owner) {
+          if (!owner.invalid || JSON.stringify(owner.invalid.diagnostics) !== JSON.stringify(result.diagnostics)) {
+            this.log.error({ typology: owner.name, errors: result.diagnostics.map(formatDiagnostic) }, 'invalid edit; the last good version keeps running');
+          }
+          owner.invalid = { file, diagnostics: result.diagnostics, at: new Date(this.clock.now()).toISOString() };
+        } else {
+          if (source !== 'start') this.log.error({ file, errors: result.diagnostics.map(formatDiagnostic) }, 'invalid typology file');
+          this.fileErrors.set(file, result.diagnostics);
+        }
+        continue;
+      }
+      const t = result.typology;
+      const owner = claimed.get(t.name);
+      if (owner && owner !== file) {
+        const d: Diagnostic = { file, line: 1, col: 1, path: 'name', code: 'E_CONFLICT', message: `typology "${t.name}" is already defined in ${owner}; rename one of them` };
+        this.log.error({ file, typology: t.name, other: owner }, 'two files declare the same typology; the first one keeps running');
+        this.fileErrors.set(file, [d]);
+        continue;
+      }
+      claimed.set(t.name, file);
+      outcomes.push(this.applyLoaded(t, result.modules, source));
+    }
+    // Files gone (or now declaring another name): drain and remove their typologies.
+    for (const e of [...this.entries.values()]) {
+      if (claimed.get(e.name) !== e.file && !(claimed.has(e.name))) this.removeEntry(e, 'file deleted');
+      else if (claimed.get(e.name) !== e.file) e.file = claimed.get(e.name)!;
+    }
+    this.reconcile();
+    this.emit('reloaded', outcomes);
+    return outcomes;
+  }
+
+  private applyLoaded(t: Typology, modules: ReadonlyMap<string, CompiledModule>, source: VersionRecord['source']): ApplyOutcome {
+    const codeOf: CodeOf = (file) => modules.get(file)?.hash;
+    const existing = this.entries.get(t.name);
+    const at = new Date(this.clock.now()).toISOString();
+    if (!existing) {
+      const runs = new RunBook();
+      const entry: Entry = {
+        name: t.name,
+        file: t.file,
+        current: undefined as unknown as TypologyVersion,
+        retiring: [],
+        runs,
+        nextRun: 1,
+        stopped: false,
+        queuedTicks: 0,
+        history: [{ version: 1, appliedAt: at, source, kind: 'created', changes: [] }],
+        backoff: new Map(),
+        codeOf,
+      };
+      entry.current = new TypologyVersion(t, modules, 1, this.versionHost(entry));
+      this.entries.set(t.name, entry);
+      this.startTicker(entry);
+      this.log.info({ typology: t.name, file: t.file, source }, 'typology created');
+      return { typology: t.name, file: t.file, action: 'created', changes: [] };
+    }
+    const wasInvalid = existing.invalid !== undefined;
+    existing.invalid = undefined;
+    const changes = diffTypologies(existing.current.typology, t, existing.codeOf, codeOf);
+    const kind = classifyChanges(changes);
+    if (kind === 'unchanged') {
+      if (wasInvalid) this.log.info({ typology: t.name }, 'typology file is valid again');
+      return { typology: t.name, file: t.file, action: 'unchanged', changes: [] };
+    }
+    const described = changes.map(formatChange);
+    const version = existing.history[existing.history.length - 1]!.version + 1;
+    existing.history.push({ version, appliedAt: at, source, kind, changes: described });
+    existing.codeOf = codeOf;
+    existing.stageError = undefined;
+    if (kind === 'version') {
+      const old = existing.current;
+      old.draining = true;
+      existing.retiring.push(old);
+      existing.current = new TypologyVersion(t, modules, version, this.versionHost(existing));
+      existing.backoff.clear();
+    } else {
+      // Schedule and scale changes keep the running version and its processes.
+      existing.current.rescale(t);
+    }
+    existing.ticker?.update(t.schedule);
+    this.log.info({ typology: t.name, version, kind, changes: described, source }, 'typology configured');
+    return { typology: t.name, file: t.file, action: 'configured', changes: described };
+  }
+
+  private removeEntry(e: Entry, reason: string): void {
+    this.log.info({ typology: e.name, reason }, 'typology removed; draining');
+    e.ticker?.stop();
+    e.current.draining = true;
+    e.retiring.push(e.current);
+    this.entries.delete(e.name);
+    this.orphans.push(...e.retiring);
+  }
+
+  /** Versions of removed typologies, still draining. */
+  private readonly orphans: TypologyVersion[] = [];
+
+  private startTicker(entry: Entry): void {
+    if (this.opts.schedules === false || entry.stopped) return;
+    entry.ticker = new Ticker(entry.current.typology.schedule, (fireTime) => this.onTick(entry, fireTime), {
+      clock: this.clock,
+      onError: (err) => this.log.error({ typology: entry.name, err: describeError(err) }, 'tick failed'),
+    });
+    entry.ticker.start();
+  }
+
+  private onTick(entry: Entry, fireTime: number): void {
+    if (this.entries.get(entry.name) !== entry || entry.stopped) return;
+    const decision = decideOverlap(entry.current.typology.schedule.overlap, entry.runs.inProgress > 0, entry.queuedTicks);
+    if (decision === 'skip') {
+      this.log.info({ typology: entry.name }, 'tick skipped: previous run still in progress (overlap: skip)');
+      return;
+    }
+    if (decision === 'queue') {
+      entry.queuedTicks++;
+      return;
+    }
+    this.startRun(entry, fireTime);
+  }
+
+  /** Resolves once every process the typology's current version wants is up (or after `timeoutMs`). */
+  async whenReady(name: string, timeoutMs = 60_000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const e = this.entries.get(name);
+      if (e) {
+        const v = e.current;
+        const want = v.hydrants.length + v.stages.reduce((n, s) => n + s.processes, 0);
+        const ready = v.allProcs().filter((p) => p.state === 'ready').length;
+        if (ready >= want) return true;
+      }
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Start a run of the typology now, whatever its schedule. Returns the run id. */
+  triggerRun(name: string): number | undefined {
+    const entry = this.entries.get(name);
+    if (!entry) return undefined;
+    return this.startRun(entry, this.clock.now()).id;
+  }
+
+  private startRun(entry: Entry, fireTime: number): RunRecord {
+    const now = this.clock.now();
+    const run: RunRecord = {
+      id: entry.nextRun++,
+      typology: entry.name,
+      version: entry.current.version,
+      fireTime,
+      startedAt: now,
+      in: 0,
+      out: 0,
+      dropped: 0,
+      failed: 0,
+      live: 0,
+      hydrantsPending: 0,
+      errors: [],
+    };
+    entry.runs.start(run);
+    this.log.info({ typology: entry.name, run: run.id, version: run.version }, 'run started');
+    entry.current.tick(run);
+    this.reconcile();
+    return run;
+  }
+
+  private versionHost(entry: Entry): VersionHost {
+    return {
+      sendToProc: (proc, header, ...payloads) => this.router.send(`p:${proc.id}`, header, ...payloads),
+      runs: entry.runs,
+      now: () => this.clock.now(),
+      runSettled: (run) => this.onRunFinished(entry, run),
+      deadLetter: (letters) => {
+        try {
+          this.deadLetters.add(letters);
+        } catch (err) {
+          this.log.error({ err: describeError(err) }, 'cannot write dead letters');
+        }
+      },
+      stdout: (data) => this.stdout.write(data),
+      log: this.log,
+    };
+  }
+
+  private onRunFinished(entry: Entry, run: RunRecord): void {
+    const s = summarize(run, this.clock.now());
+    this.log.info({ typology: entry.name, run: run.id, in: s.in, out: s.out, dropped: s.dropped, failed: s.failed, seconds: s.seconds, errors: s.errors.length ? s.errors : undefined }, 'run finished');
+    this.emit('run-finished', s);
+    if (entry.queuedTicks > 0 && entry.runs.inProgress === 0 && this.entries.get(entry.name) === entry) {
+      entry.queuedTicks--;
+      this.startRun(entry, this.clock.now());
+    }
+  }
+
+  // ---------------------------------------------------------------- placement
+
+  /** Move the running processes towards what every version wants. Cheap; called often. */
+  private reconcile(): void {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    for (const entry of this.entries.values()) {
+      const cur = entry.current;
+      if (!entry.stopped) this.ensureProcs(entry, cur, false);
+      for (const old of [...entry.retiring]) this.retireIfIdle(entry.retiring, old, entry);
+      if (entry.stopped) this.retireIfIdle([], cur, entry, true);
+    }
+    for (const old of [...this.orphans]) this.retireIfIdle(this.orphans, old, undefined);
+  }
+
+  /** A retiring version keeps enough processes to finish its items, then stops them. */
+  private retireIfIdle(list: TypologyVersion[], v: TypologyVersion, entry: Entry | undefined, keep = false): void {
+    if (!v.idle) {
+      if (entry) this.ensureProcs(entry, v, true);
+      else for (const s of v.stages) if (![...s.procs].some((p) => p.state !== 'gone')) this.spawn(undefined, v, s.name, v.stages.indexOf(s));
+      return;
+    }
+    for (const p of v.allProcs()) this.stopProc(p);
+    if (!keep) {
+      const i = list.indexOf(v);
+      if (i >= 0) list.splice(i, 1);
+      this.log.info({ typology: v.typology.name, version: v.version }, 'version retired');
+    }
+  }
+
+  private ensureProcs(entry: Entry, v: TypologyVersion, draining: boolean): void {
+    if (!draining) {
+      v.hydrants.forEach((h, i) => {
+        const live = [...h.procs].filter((p) => p.state === 'starting' || p.state === 'ready');
+        if (live.length === 0) this.spawn(entry, v, h.name, -1 - i);
+      });
+    }
+    v.stages.forEach((s, i) => {
+      const live = [...s.procs].filter((p) => p.state === 'starting' || p.state === 'ready');
+      const want = draining ? Math.min(1, s.processes) || 1 : s.processes;
+      for (let n = live.length; n < want; n++) if (!this.spawn(entry, v, s.name, i)) break;
+      if (!draining && live.length > want) {
+        // Scale down: the newest go first, each after finishing what it holds.
+        for (const p of live.slice(want).reverse()) this.stopProc(p);
+      }
+    });
+  }
+
+  private spawn(entry: Entry | undefined, v: TypologyVersion, stage: string, stageKey: number): ProcRecord | undefined {
+    const backoffKey = `${v.version}/${stage}`;
+    const bo = entry?.backoff.get(backoffKey);
+    if (bo && bo.nextAt > this.clock.now()) return undefined;
+    const worker = leastLoaded(
+      [...this.workers.values()].map((w) => ({
+        w,
+        id: w.id,
+        joinedAt: w.joinedAt,
+        processes: [...w.procs].filter((p) => p.state !== 'gone').length,
+        threads: [...w.procs].filter((p) => p.state !== 'gone').reduce((n, p) => n + p.spec.threads, 0),
+      })),
+    )?.w;
+    if (!worker) return undefined;
+    const group = stageKey >= 0 ? v.stages[stageKey]! : v.hydrants[-1 - stageKey]!;
+    const index = [...group.procs].length;
+    const id = `${v.typology.name}.v${v.version}.${stage}.${++this.procCounter}`;
+    const spec: ProcSpec = { ...group.base, procId: id, index } as ProcSpec;
+    const proc: ProcRecord = {
+      id,
+      spec,
+      workerId: worker.id,
+      state: 'starting',
+      credit: 0,
+      leaseSize: 1,
+      leases: new Map(),
+      ticks: new Set(),
+      startedAt: this.clock.now(),
+      stageKey,
+      version: v,
+    };
+    group.procs.add(proc);
+    worker.procs.add(proc);
+    this.procs.set(id, proc);
+    const neededHashes = [spec.moduleHash].filter((h): h is string => !!h && !worker.modules.has(h));
+    for (const hash of neededHashes) {
+      const mod = [...v.modules.values()].find((m) => m.hash === hash);
+      if (mod) {
+        this.router.send(worker.peer, { k: 'w.module', hash, code: mod.code });
+        worker.modules.add(hash);
+      }
+    }
+    this.router.send(worker.peer, { k: 'w.spawn', proc: spec });
+    this.log.info({ typology: v.typology.name, stage, proc: id, worker: worker.name }, 'process placed');
+    return proc;
+  }
+
+  private stopProc(p: ProcRecord): void {
+    if (p.state === 'gone' || p.state === 'draining') return;
+    p.state = 'draining';
+    this.router.send(`p:${p.id}`, { k: 'p.drain' });
+  }
+
+  private procEnded(p: ProcRecord, reason: string): void {
+    if (p.state === 'gone') return;
+    const wasDraining = p.state === 'draining';
+    p.version.procGone(p, reason);
+    this.procs.delete(p.id);
+    this.workers.get(p.workerId)?.procs.delete(p);
+    const entry = this.entries.get(p.version.typology.name);
+    if (!wasDraining && entry) {
+      const key = `${p.version.version}/${p.spec.stage}`;
+      const quick = this.clock.now() - p.startedAt < QUICK_DEATH_MS;
+      const bo = entry.backoff.get(key) ?? { failures: 0, nextAt: 0 };
+      bo.failures = quick ? bo.failures + 1 : 0;
+      // A stage that keeps dying right after start is restarted with growing pauses, not in a hot loop.
+      bo.nextAt = this.clock.now() + (bo.failures > 0 ? Math.min(30_000, 250 * 2 ** (bo.failures - 1)) : 0);
+      entry.backoff.set(key, bo);
+      this.log.warn({ typology: entry.name, stage: p.spec.stage, proc: p.id, reason }, 'stage process ended');
+    }
+    this.reconcile();
+  }
+
+  private maintain(): void {
+    const now = this.clock.now();
+    for (const w of [...this.workers.values()]) {
+      if (now - w.lastSeen > this.heartbeatTimeoutMs) this.workerLost(w, `no heartbeat for ${now - w.lastSeen} ms`);
+    }
+    this.reconcile();
+  }
+
+  private workerLost(w: WorkerRecord, reason: string): void {
+    this.workers.delete(w.id);
+    this.log.warn({ worker: w.name, reason, procs: w.procs.size }, 'worker lost; placing its processes elsewhere');
+    for (const p of [...w.procs]) this.procEnded(p, `worker ${w.name} lost`);
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  private async receiveLoop(): Promise<void> {
+    for await (const msg of this.router.messages()) {
+      try {
+        this.handle(msg);
+      } catch (err) {
+        this.log.error({ peer: msg.peer, kind: msg.header.k, err: describeError(err) }, 'message handling failed');
+      }
+    }
+  }
+
+  private handle(msg: Incoming): void {
+    const { peer, header: h } = msg;
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    if (peer.startsWith('p:')) return this.handleProc(peer.slice(2), msg);
+    if (peer.startsWith('w:')) return this.handleWorker(peer, msg);
+    if (peer.startsWith('c:') && h.k === 'c.request') return void this.handleClient(peer, h as unknown as ClientRequest);
+    this.log.warn({ peer, kind: h.k }, 'message from an unknown peer ignored');
+  }
+
+  private handleProc(id: string, msg: Incoming): void {
+    const h = msg.header;
+    const p = this.procs.get(id);
+    if (!p) {
+      // A process this master does not know (e.g. from before a restart): tell it to stop.
+      if (h.k !== 'p.drained') this.router.send(`p:${id}`, { k: 'p.drain' });
+      return;
+    }
+    const v = p.version;
+    switch (h.k) {
+      case 'p.ready':
+        return v.onReady(p, Number(h.credit) || 0, Number(h.leaseSize) || 1);
+      case 'p.done':
+        return v.onDone(p, h as never, msg.payloads);
+      case 'p.credit':
+        return v.onCredit(p, Number(h.credit) || 0);
+      case 'p.emit':
+        return v.onEmit(p, Number(h.run), Number(h.seq), Number(h.n), msg.payloads[0]);
+      case 'p.tickDone':
+        return v.onTickDone(p, Number(h.run), typeof h.error === 'string' ? h.error : undefined);
+      case 'p.stdout':
+        if (msg.payloads[0]) this.stdout.write(msg.payloads[0]);
+        return;
+      case 'p.error': {
+        const entry = this.entries.get(v.typology.name);
+        const error = `${p.spec.stage}: ${String(h.error)}`;
+        if (entry && entry.current === v) entry.stageError = error;
+        this.log.error({ typology: v.typology.name, stage: p.spec.stage, proc: p.id, err: String(h.error) }, 'stage process cannot start');
+        return;
+      }
+      case 'p.drained':
+        return;
+      default:
+        this.log.warn({ proc: id, kind: h.k }, 'unknown message from a stage process');
+    }
+  }
+
+  private handleWorker(peer: string, msg: Incoming): void {
+    const h = msg.header;
+    const now = this.clock.now();
+    let w = [...this.workers.values()].find((x) => x.peer === peer);
+    if (h.k === 'w.hello') {
+      if (h.v !== PROTOCOL_VERSION) {
+        this.router.send(peer, { k: 'w.reject', reason: `protocol version ${String(h.v)} is not ${PROTOCOL_VERSION}` });
+        return;
+      }
+      if (w) this.workerLost(w, 'worker registered again');
+      w = {
+        id: `w${++this.workerCounter}`,
+        peer,
+        name: String(h.name ?? peer),
+        host: String(h.host ?? ''),
+        pid: Number(h.pid) || 0,
+        joinedAt: now,
+        lastSeen: now,
+        procs: new Set(),
+        modules: new Set(),
+      };
+      this.workers.set(w.id, w);
+      this.router.send(peer, { k: 'w.welcome', workerId: w.id, heartbeatMs: this.heartbeatMs });
+      this.log.info({ worker: w.name, host: w.host, pid: w.pid }, 'worker joined');
+      this.reconcile();
+      return;
+    }
+    if (!w) {
+      // Heartbeat from a worker this master does not know (it restarted): ask it to join again.
+      this.router.send(peer, { k: 'w.reject', reason: 'unknown worker; register again' });
+      return;
+    }
+    w.lastSeen = now;
+    if (h.k === 'w.heartbeat') {
+      this.router.send(peer, { k: 'm.heartbeat' });
+    } else if (h.k === 'w.exited') {
+      const p = this.procs.get(String(h.procId));
+      if (p) this.procEnded(p, h.signal ? `killed by ${String(h.signal)}` : `exited with code ${String(h.code)}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- CLI requests
+
+  private async handleClient(peer: string, req: ClientRequest): Promise<void> {
+    const reply = (body: object) => this.router.send(peer, { k: 'c.response', id: req.id, ...body });
+    try {
+      const result = await this.command(req.command, req.args ?? {});
+      reply({ ok: true, result });
+    } catch (err) {
+      const e = err as { code?: string; diagnostics?: unknown[] };
+      reply({ ok: false, error: describeError(err), code: e.code, diagnostics: e.diagnostics });
+    }
+  }
+
+  /** The operations the CLI (and, later, the web console) can ask for. */
+  async command(name: string, args: Record<string, unknown>): Promise<unknown> {
+    const typology = typeof args.typology === 'string' ? args.typology : undefined;
+    const need = () => {
+      const e = typology ? this.entries.get(typology) : undefined;
+      if (!e) throw Object.assign(new Error(`no typology named "${typology ?? ''}"`), { code: 'E_NOT_FOUND' });
+      return e;
+    };
+    switch (name) {
+      case 'ping':
+        return { state: this.state, port: this.port, pid: process.pid };
+      case 'get.typologies':
+        return this.typologyRows();
+      case 'get.workers':
+        return [...this.workers.values()].map((w) => ({
+          id: w.id,
+          name: w.name,
+          host: w.host,
+          pid: w.pid,
+          processes: [...w.procs].filter((p) => p.state !== 'gone').length,
+          threads: [...w.procs].filter((p) => p.state !== 'gone').reduce((n, p) => n + p.spec.threads, 0),
+          lastSeenMs: this.clock.now() - w.lastSeen,
+        }));
+      case 'get.runs': {
+        const list: RunSummary[] = [];
+        for (const e of this.entries.values()) if (!typology || e.name === typology) list.push(...e.runs.list().map((r) => summarize(r, this.clock.now())));
+        return list;
+      }
+      case 'get.deadletters':
+        return this.deadLetters.list(typology);
+      case 'describe':
+        return this.describe(need());
+      case 'run':
+        return { run: need() && this.triggerRun(typology!) };
+      case 'stop': {
+        const e = need();
+        e.stopped = true;
+        e.ticker?.stop();
+        e.ticker = undefined;
+        this.reconcile();
+        return { typology: e.name, stopped: true };
+      }
+      case 'start': {
+        const e = need();
+        if (e.stopped) {
+          e.stopped = false;
+          this.startTicker(e);
+          this.reconcile();
+        }
+        return { typology: e.name, stopped: false };
+      }
+      case 'apply':
+        return this.apply(args.files as ApplyFile[], args.dryRun === true);
+      default:
+        throw Object.assign(new Error(`unknown command "${name}"`), { code: 'E_USAGE' });
+    }
+  }
+
+  typologyRows(): Array<Record<string, unknown>> {
+    const rows: Array<Record<string, unknown>> = [];
+    for (const e of this.entries.values()) {
+      const v = e.current;
+      const procs = v.allProcs();
+      const last = e.history[e.history.length - 1]!;
+      rows.push({
+        name: e.name,
+        file: e.file,
+        version: v.version,
+        status: e.invalid ? 'degraded: invalid spec' : e.stageError ? 'degraded: stage error' : e.stopped ? 'stopped' : procs.some((p) => p.state === 'ready') ? 'running' : 'pending',
+        processes: `${procs.filter((p) => p.state === 'ready').length}/${v.hydrants.length + v.stages.reduce((n, s) => n + s.processes, 0)}`,
+        runsInProgress: e.runs.inProgress,
+        nextRun: e.ticker?.nextFireTime ? new Date(e.ticker.nextFireTime).toISOString() : null,
+        applied: `${last.appliedAt} (${last.source})`,
+        error: e.invalid ? e.invalid.diagnostics.map(formatDiagnostic).join('\n') : e.stageError,
+      });
+    }
+    for (const [file, diags] of this.fileErrors) {
+      rows.push({ name: '', file, version: 0, status: 'invalid', error: diags.map(formatDiagnostic).join('\n') });
+    }
+    return rows;
+  }
+
+  private describe(e: Entry): Record<string, unknown> {
+    const v = e.current;
+    return {
+      name: e.name,
+      file: e.file,
+      version: v.version,
+      stopped: e.stopped,
+      schedule: v.typology.schedule,
+      nextRun: e.ticker?.nextFireTime ? new Date(e.ticker.nextFireTime).toISOString() : null,
+      history: e.history,
+      invalid: e.invalid ? { ...e.invalid, rendered: e.invalid.diagnostics.map(formatDiagnostic) } : undefined,
+      stageError: e.stageError,
+      stages: [
+        ...v.hydrants.map((h) => ({ name: h.name, role: 'hydrant', processes: [...h.procs].map((p) => ({ id: p.id, worker: this.workers.get(p.workerId)?.name, state: p.state })) })),
+        ...v.stages.map((s) => ({
+          name: s.name,
+          role: s.role,
+          desired: `${s.processes}×${s.threads}`,
+          queued: s.queue.size,
+          inFlight: [...s.procs].reduce((n, p) => n + [...p.leases.values()].reduce((m, c) => m + c.count, 0), 0),
+          processed: s.processed,
+          failed: s.failed,
+          processes: [...s.procs].map((p) => ({ id: p.id, worker: this.workers.get(p.workerId)?.name, state: p.state })),
+        })),
+      ],
+      retiringVersions: e.retiring.map((r) => ({ version: r.version, itemsInFlight: r.itemsInFlight })),
+      recentRuns: e.runs.list().slice(-10).map((r) => summarize(r, this.clock.now())),
+    };
+  }
+
+  /**
+   * `rezina apply`: validate the sent files in a staging directory, then write
+   * them into the workspace atomically and reload, the same path as an edit.
+   */
+  async apply(files: ApplyFile[], dryRun: boolean): Promise<ApplyOutcome[]> {
+    const staged = await stageApplyFiles(files, path.join(this.stateDir, 'staging'));
+    try {
+      const outcomes: ApplyOutcome[] = [];
+      const writes: Array<{ from: string; to: string }> = [];
+      for (const yaml of staged.typologies) {
+        const result = await loadTypologyFile(yaml.stagedPath);
+        if (!result.ok) {
+          const diagnostics = result.diagnostics.map((d) => ({ ...d, file: staged.originalName(d.file) }));
+          throw Object.assign(new Error(`${yaml.name} is not valid:\n${diagnostics.map(formatDiagnostic).join('\n')}`), { code: 'E_CONFIG', diagnostics });
+        }
+        const t = result.typology;
+        const existing = this.entries.get(t.name);
+        const targetYaml = existing ? existing.file : path.join(this.applyRoot(), path.basename(yaml.name));
+        const targetDir = path.dirname(targetYaml);
+        const sourceHash: CodeOf = (file) => staged.contentHash(file);
+        let changes: string[] = [];
+        let action: ApplyOutcome['action'] = 'created';
+        if (existing) {
+          const onDisk: CodeOf = (file) => staged.fileHash(file);
+          const diff = diffTypologies(existing.current.typology, t, onDisk, sourceHash);
+          changes = diff.map(formatChange);
+          action = changes.length === 0 ? 'unchanged' : 'configured';
+        }
+        outcomes.push({ typology: t.name, file: targetYaml, action, changes });
+        if (action === 'unchanged') continue;
+        writes.push({ from: yaml.stagedPath, to: targetYaml });
+        for (const rel of yaml.companions) {
+          const from = path.join(staged.dir, rel);
+          writes.push({ from, to: path.join(targetDir, path.relative(path.dirname(yaml.stagedPath), from)) });
+        }
+      }
+      if (!dryRun && writes.length > 0) {
+        for (const w of writes) {
+          fs.mkdirSync(path.dirname(w.to), { recursive: true });
+          const tmp = `${w.to}.rezina-${process.pid}.tmp`;
+          fs.copyFileSync(w.from, tmp);
+          fs.renameSync(tmp, w.to);
+        }
+        await this.reload('apply');
+      }
+      return outcomes;
+    } finally {
+      staged.cleanup();
+    }
+  }
+
+  /** Where applied files of a new typology go: the workspace, or the directory of `run`'s file. */
+  private applyRoot(): string {
+    return this.workspace.root;
+  }
+
+  // ---------------------------------------------------------------- shutdown
+
+  /** Ordered and bounded: stop schedules, drain running work for up to `graceMs`, stop processes, close. Idempotent. */
+  async shutdown(reason: string, graceMs = 5000): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return this.finished;
+    this.log.info({ reason }, 'master stopping');
+    for (const e of this.entries.values()) e.ticker?.stop();
+    const deadline = Date.now() + graceMs;
+    const busy = () => [...this.entries.values()].some((e) => e.runs.inProgress > 0 && e.current.allProcs().some((p) => p.state === 'ready'));
+    while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    this.setState('stopping');
+    if (this.maintenance) clearInterval(this.maintenance);
+    await this.workspace.close().catch(() => {});
+    for (const p of this.procs.values()) this.router.send(`p:${p.id}`, { k: 'p.drain' });
+    await new Promise((r) => setTimeout(r, 100));
+    this.router.close();
+    this.setState('stopped');
+    this.stopped?.();
+  }
+
+  /** Test and embedding hook: the typology names currently known. */
+  typologyNames(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  hostname(): string {
+    return os.hostname();
+  }
+}
