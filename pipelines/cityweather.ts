@@ -11,9 +11,7 @@
  * `node pipelines/weather-service.mjs` listens; https://api.open-meteo.com
  * works too).
  */
-import http from 'node:http';
-import https from 'node:https';
-import { readFileSync } from 'node:fs';
+import { HttpJsonClient, HttpStatusError } from './lib/http-json-client.js';
 
 /** One city, as the hydrant emits it. */
 export interface City {
@@ -56,22 +54,11 @@ export interface GetCityWeatherOptions {
   signal?: AbortSignal;
 }
 
-/** Thrown when the weather service answers with a non-2xx status. */
-export class WeatherServiceError extends Error {
-  readonly status: number;
-  /** The first 200 characters of the answer. */
-  readonly body: string;
-  constructor(status: number, body: string, url: string) {
-    super(`weather service answered ${status} for ${url}: ${body}`);
-    this.name = 'WeatherServiceError';
-    this.status = status;
-    this.body = body;
-  }
-}
+/** Thrown when the weather service answers with a non-2xx status (`status`, `body`: the first 200 characters). */
+export { HttpStatusError as WeatherServiceError };
 
 const DEFAULT_WEATHER_URL = 'http://127.0.0.1:8089';
 const DEFAULT_TIMEOUT_MS = 10_000;
-const MAX_BODY_CHARS = 1_000_000;
 
 // ---------------------------------------------------------------------------
 // Hydrant
@@ -122,50 +109,18 @@ export async function getCities(count = 10): Promise<City[]> {
 // Notch 1: fetch
 
 /**
- * Keep-alive agents shared by every concurrent call in this process: with
- * thousands of calls in flight the sockets are opened once and reused every
- * tick. Several agents, used in turn, because Node's Agent finds a socket in
- * its per-host list by linear search on every request: one agent holding
- * 20,000 sockets spends more CPU on that than on HTTP. The total is capped
- * below the process's file-descriptor limit, so a very high `threads` queues
- * calls in the agents instead of failing with EMFILE.
+ * One client per process, shared by every concurrent call: its kept-alive
+ * sockets are opened on the first tick and reused on every later one.
+ * (node:http's Agent would do, but costs three times the CPU at the
+ * concurrency this example is benchmarked at; see lib/http-json-client.ts.)
  */
-const AGENT_SHARDS = 64;
-const SOCKETS_PER_AGENT = Math.ceil(socketCap() / AGENT_SHARDS);
-const agentOptions: http.AgentOptions = {
-  keepAlive: true,
-  maxSockets: SOCKETS_PER_AGENT,
-  // Default is 256: everything above would be closed after a burst and reopened next tick.
-  maxFreeSockets: SOCKETS_PER_AGENT,
-  scheduling: 'lifo',
-  // Idle sockets are dropped after a minute, before the stand-in's 120 s keep-alive ends.
-  timeout: 60_000,
-};
-const httpAgents = Array.from({ length: AGENT_SHARDS }, () => new http.Agent(agentOptions));
-const httpsAgents = Array.from({ length: AGENT_SHARDS }, () => new https.Agent(agentOptions));
-let nextAgent = 0;
-
-function socketCap(): number {
-  const fromEnv = Number(process.env.REZINA_WEATHER_MAX_SOCKETS);
-  if (Number.isInteger(fromEnv) && fromEnv > 0) return fromEnv;
-  try {
-    // Linux: "Max open files   <soft>   <hard>   files"
-    const line = readFileSync('/proc/self/limits', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('Max open files'));
-    const soft = Number(line?.split(/\s{2,}/)[1]);
-    // Leave room for the runtime's own descriptors (sockets to the master, logs, modules).
-    if (Number.isInteger(soft) && soft > 0) return Math.max(64, soft - 1024);
-  } catch {
-    // not Linux: no known limit
-  }
-  return Infinity;
-}
+const client = new HttpJsonClient();
 
 /**
  * The current weather of `city`, from `${REZINA_WEATHER_URL}/v1/forecast`.
  * Throws a `WeatherServiceError` (with `status` and a body excerpt) on a
- * non-2xx answer, and an Error on a timeout or a malformed answer.
+ * non-2xx answer, and an Error on a timeout, a refused or broken connection,
+ * or an answer without `current_weather`.
  */
 export async function getCityWeather(city: City, options: GetCityWeatherOptions = {}): Promise<CityWeather> {
   if (city === null || typeof city !== 'object' || !Number.isFinite(city.latitude) || !Number.isFinite(city.longitude)) {
@@ -177,7 +132,7 @@ export async function getCityWeather(city: City, options: GetCityWeatherOptions 
   const timeoutMs = options.timeoutMs ?? (envTimeout > 0 ? envTimeout : DEFAULT_TIMEOUT_MS);
   const signal = options.signal instanceof AbortSignal ? options.signal : undefined;
 
-  const answer = (await getJson(url, timeoutMs, signal)) as {
+  const answer = (await client.getJson(url, { timeoutMs, signal })) as {
     current_weather?: { temperature?: unknown; windspeed?: unknown; weathercode?: unknown };
   };
   const cw = answer?.current_weather;
@@ -188,44 +143,6 @@ export async function getCityWeather(city: City, options: GetCityWeatherOptions 
     ...city,
     weather: { temperature: cw.temperature, windspeed: cw.windspeed, weathercode: cw.weathercode },
   };
-}
-
-function getJson(url: string, timeoutMs: number, signal: AbortSignal | undefined, isRetry = false): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const secure = url.startsWith('https:');
-    const get = secure ? https.get : http.get;
-    nextAgent = (nextAgent + 1) % AGENT_SHARDS;
-    const agent = (secure ? httpsAgents : httpAgents)[nextAgent];
-    const req = get(url, { agent, signal, headers: { accept: 'application/json' } }, (res) => {
-      res.setEncoding('utf8');
-      let body = '';
-      res.on('data', (chunk: string) => {
-        body += chunk;
-        if (body.length > MAX_BODY_CHARS) req.destroy(new Error(`weather service answer over ${MAX_BODY_CHARS} characters (${url})`));
-      });
-      res.on('end', () => {
-        clearTimeout(timer);
-        const status = res.statusCode ?? 0;
-        if (status < 200 || status > 299) return reject(new WeatherServiceError(status, body.slice(0, 200), url));
-        try {
-          resolve(JSON.parse(body));
-        } catch {
-          reject(new Error(`weather service answered with invalid JSON (${url}): ${body.slice(0, 200)}`));
-        }
-      });
-      res.on('error', () => {}); // reported through req's 'error'
-    });
-    const timer = setTimeout(() => req.destroy(new Error(`weather request timed out after ${timeoutMs} ms (${url})`)), timeoutMs);
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      // A kept-alive socket the server closed just as we reused it: GET is idempotent, try once more on a fresh one.
-      if (!isRetry && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-        resolve(getJson(url, timeoutMs, signal, true));
-      } else {
-        reject(err);
-      }
-    });
-  });
 }
 
 function excerpt(value: unknown): string {

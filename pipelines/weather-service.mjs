@@ -487,7 +487,8 @@ function listen(server, host, port) {
  */
 async function startCluster({ host, port, latencyMs, workers }) {
   if (!cluster.isPrimary) throw new Error('weather service: cannot start a cluster from a cluster worker');
-  cluster.setupPrimary({ exec: SELF, args: [], silent: false });
+  // A clean execArgv: this file is plain JavaScript, and the parent's flags (`-e`, test-runner loaders) must not leak in.
+  cluster.setupPrimary({ exec: SELF, args: [], execArgv: [], silent: false });
   const env = {
     [WORKER_ENV]: JSON.stringify({ host, port, latencyMs }),
   };

@@ -33,6 +33,13 @@ export interface HttpJsonClientOptions {
    * limit minus 1024 (Linux), else unlimited.
    */
   maxSockets?: number;
+  /**
+   * Most connections being established at once; more wait for one to
+   * complete. A burst of thousands of connects overflows the server's accept
+   * queue (Linux: net.core.somaxconn, often 4096), and each connect dropped
+   * there costs a 1 s, then 3 s, then 7 s SYN retry. Default 256.
+   */
+  maxConnecting?: number;
   /** An idle kept-alive socket is closed after this many ms. Default 60000. */
   idleTimeoutMs?: number;
   /** Larger answers fail. Default 1 MiB. */
@@ -69,6 +76,12 @@ interface Exchange {
   readonly hostHeader: string;
   readonly resolve: (r: Response) => void;
   readonly reject: (e: Error) => void;
+  /** The connection carrying it, while it is carried. */
+  conn: Connection | null;
+  /** The caller gave up (timeout, abort): never send it, drop the connection carrying it. */
+  abandoned: boolean;
+  /** Already sent again after a kept-alive connection broke under it. */
+  retried: boolean;
 }
 
 /** A kept-alive socket and the parser state of the answer it is reading. */
@@ -76,7 +89,7 @@ class Connection {
   readonly socket: net.Socket;
   readonly pool: Pool;
   exchange: Exchange | null = null;
-  /** Requests this socket has carried; > 0 means "reused", which allows one retry. */
+  /** Requests this socket has carried, the current one included; > 1 means it was reused, which allows one retry. */
   uses = 0;
   dead = false;
   /** True once any byte of the current answer arrived (no retry after that). */
@@ -89,10 +102,15 @@ class Connection {
   private bodyStart = -1;
   private keepAlive = true;
   private error: Error | null = null;
+  private connecting = true;
 
   constructor(pool: Pool) {
     this.pool = pool;
     this.socket = net.connect({ host: pool.host, port: pool.port, noDelay: true });
+    this.socket.once('connect', () => {
+      this.connecting = false;
+      this.pool.client.connectDone();
+    });
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (err) => {
       this.error = err;
@@ -103,6 +121,7 @@ class Connection {
 
   send(exchange: Exchange): void {
     this.exchange = exchange;
+    exchange.conn = this;
     this.answered = false;
     this.uses++;
     this.socket.ref();
@@ -140,7 +159,7 @@ class Connection {
           if (buf.length > MAX_HEAD_BYTES) this.fail(new Error('answer head too large'));
           return;
         }
-        if (!this.readHead(buf.latin1Slice(0, end))) return;
+        if (!this.readHead(buf.toString('latin1', 0, end))) return;
         if (this.status < 200) {
           // 1xx interim answer: drop it and read the real one.
           buf = buf.subarray(end + 4);
@@ -231,7 +250,15 @@ class Connection {
     exchange?.reject(err);
   }
 
+  /** The caller of the current exchange gave up: its answer can no longer be matched, so the socket goes. */
+  abandon(): void {
+    this.reset();
+    this.dead = true;
+    this.socket.destroy();
+  }
+
   private reset(): void {
+    if (this.exchange) this.exchange.conn = null;
     this.exchange = null;
     this.chunks = [];
     this.bytes = 0;
@@ -255,17 +282,24 @@ class Connection {
         this.pool.onBroken(this, exchange, this.error);
       }
     }
-    this.pool.forget(this);
+    if (this.connecting) {
+      this.connecting = false;
+      this.pool.client.connectDone();
+    }
+    this.pool.client.freeSocketSlot();
   }
 }
 
-/** Sockets to one host:port. */
+/** Sockets to one host:port, and the requests waiting for one. */
 class Pool {
   readonly client: HttpJsonClient;
   readonly host: string;
   readonly port: number;
   /** Idle connections, most recently used last (LIFO keeps the warm ones warm). */
   private idle: Connection[] = [];
+  /** Requests waiting for a connection, FIFO (array + head index: O(1) shift). */
+  private queue: Exchange[] = [];
+  private queueHead = 0;
 
   constructor(client: HttpJsonClient, host: string, port: number) {
     this.client = client;
@@ -273,25 +307,51 @@ class Pool {
     this.port = port;
   }
 
-  /** Send on an idle connection, or a new one when allowed, or wait in the client's queue. */
-  dispatch(exchange: Exchange, fresh = false): void {
-    if (!fresh) {
-      let conn: Connection | undefined;
-      while ((conn = this.idle.pop()) && conn.dead) {
-        // closed while idle: skip (it has already left the count)
-      }
-      if (conn) {
-        conn.send(exchange);
-        return;
-      }
+  /** Send on an idle connection, else on a new one if a socket slot is free, else queue. */
+  dispatch(exchange: Exchange): void {
+    let conn: Connection | undefined;
+    while ((conn = this.idle.pop()) && conn.dead) {
+      // closed while idle
     }
-    if (!this.client.takeSocketSlot(() => this.dispatch(exchange, fresh))) return;
-    new Connection(this).send(exchange);
+    if (conn) conn.send(exchange);
+    else this.sendFresh(exchange, false);
   }
 
+  /** On a new connection if a slot is free, else queued (first when `urgent`). */
+  private sendFresh(exchange: Exchange, urgent: boolean): void {
+    if (this.client.takeSocketSlot()) {
+      new Connection(this).send(exchange);
+      return;
+    }
+    if (urgent && this.queueHead > 0) this.queue[--this.queueHead] = exchange;
+    else if (urgent) this.queue.unshift(exchange);
+    else this.queue.push(exchange);
+    this.client.waitForSlot(this);
+  }
+
+  /** The oldest queued request whose caller still waits, if any. */
+  nextQueued(): Exchange | undefined {
+    while (this.queueHead < this.queue.length) {
+      const exchange = this.queue[this.queueHead];
+      this.queue[this.queueHead++] = undefined as unknown as Exchange;
+      if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.queueHead);
+        this.queueHead = 0;
+      }
+      if (!exchange.abandoned) return exchange;
+    }
+    return undefined;
+  }
+
+  /** A connection finished an answer and may be kept. */
   release(conn: Connection): void {
-    // Someone waiting for a socket slot (any origin) gets this one's turn first.
-    if (this.client.hasWaiters()) {
+    const next = this.nextQueued();
+    if (next) {
+      conn.send(next);
+      return;
+    }
+    if (this.client.othersWaitForSlot(this)) {
+      // Another origin waits for a socket slot: this connection's goes to it.
       conn.dead = true;
       conn.socket.destroy();
       return;
@@ -300,18 +360,16 @@ class Pool {
     this.idle.push(conn);
   }
 
+  /** A connection closed or failed before the answer to `exchange` was complete. */
   onBroken(conn: Connection, exchange: Exchange, error: Error | null): void {
-    if (conn.uses > 1 && !conn.answered) {
-      // The server closed a kept-alive connection just as we reused it.
-      this.dispatch({ ...exchange }, true);
+    if (exchange.abandoned) return;
+    if (conn.uses > 1 && !conn.answered && !exchange.retried) {
+      // The server closed a kept-alive connection just as we reused it: once more, on a new one.
+      exchange.retried = true;
+      this.sendFresh(exchange, true);
       return;
     }
     exchange.reject(error ?? new Error(`connection to ${this.host}:${this.port} closed before the answer`));
-  }
-
-  forget(conn: Connection): void {
-    void conn;
-    this.client.freeSocketSlot();
   }
 
   closeIdle(): void {
@@ -323,17 +381,19 @@ class Pool {
 /** A GET-JSON client with kept-alive socket pools; one per process is the intent. */
 export class HttpJsonClient {
   readonly maxSockets: number;
+  readonly maxConnecting: number;
   readonly idleTimeoutMs: number;
   readonly maxBodyBytes: number;
   private readonly pools = new Map<string, Pool>();
   private open = 0;
-  /** Dispatches waiting for a socket slot, FIFO (array + head index: O(1) shift). */
-  private waiters: (() => void)[] = [];
-  private waitersHead = 0;
+  private connecting = 0;
+  /** Pools with requests queued for lack of a socket slot, in the order they started waiting. */
+  private readonly waitingPools = new Set<Pool>();
   private readonly httpsAgent: https.Agent;
 
   constructor(options: HttpJsonClientOptions = {}) {
     this.maxSockets = options.maxSockets ?? defaultMaxSockets();
+    this.maxConnecting = options.maxConnecting ?? 256;
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     this.maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
     this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: this.maxSockets, timeout: this.idleTimeoutMs });
@@ -394,20 +454,23 @@ export class HttpJsonClient {
         hostHeader: u.host,
         resolve: (r) => done() && resolve(r),
         reject: (e) => done() && reject(e),
+        conn: null,
+        abandoned: false,
+        retried: false,
       };
-      // A timeout or abort kills the socket carrying the request (its answer
-      // can no longer be matched); a request still queued just never gets sent.
+      // A timeout or abort kills the socket carrying the request (a server
+      // that does not answer would hold it forever); a request still queued
+      // just never gets sent.
       const giveUp = (err: Error): void => {
         if (!done()) return;
-        abandoned.add(exchange);
+        exchange.abandoned = true;
+        exchange.conn?.abandon();
         reject(err);
       };
       const timer = setTimeout(() => giveUp(new Error(`GET ${u.href} timed out after ${timeoutMs} ms`)), timeoutMs);
       const onAbort = (): void => giveUp(abortError(signal!));
       signal?.addEventListener('abort', onAbort, { once: true });
       target.dispatch(exchange);
-    }).catch((err: unknown) => {
-      throw err;
     });
   }
 
@@ -435,37 +498,50 @@ export class HttpJsonClient {
     });
   }
 
-  /** @internal Take a socket slot now, or queue `retry` for when one frees up. */
-  takeSocketSlot(retry: () => void): boolean {
-    if (this.open < this.maxSockets) {
-      this.open++;
-      return true;
-    }
-    this.waiters.push(retry);
-    return false;
+  /** @internal Count a new socket, if the limits allow one now. */
+  takeSocketSlot(): boolean {
+    if (this.open >= this.maxSockets || this.connecting >= this.maxConnecting) return false;
+    this.open++;
+    this.connecting++;
+    return true;
+  }
+
+  /** @internal `pool` has queued requests and wants a new socket when the limits allow. */
+  waitForSlot(pool: Pool): void {
+    this.waitingPools.add(pool);
   }
 
   /** @internal */
-  hasWaiters(): boolean {
-    return this.waitersHead < this.waiters.length;
+  othersWaitForSlot(pool: Pool): boolean {
+    return this.waitingPools.size > (this.waitingPools.has(pool) ? 1 : 0);
   }
 
-  /** @internal A socket closed: its slot goes to the longest waiter. */
+  /** @internal A socket finished connecting (or failed to). */
+  connectDone(): void {
+    this.connecting--;
+    this.pump();
+  }
+
+  /** @internal A socket closed. */
   freeSocketSlot(): void {
     this.open--;
-    if (this.hasWaiters()) {
-      const next = this.waiters[this.waitersHead++];
-      if (this.waitersHead > 1024 && this.waitersHead * 2 > this.waiters.length) {
-        this.waiters = this.waiters.slice(this.waitersHead);
-        this.waitersHead = 0;
-      }
-      next();
+    this.pump();
+  }
+
+  /** Open sockets for queued requests while the limits allow, pools taking turns. */
+  private pump(): void {
+    while (this.waitingPools.size > 0 && this.open < this.maxSockets && this.connecting < this.maxConnecting) {
+      const pool: Pool = this.waitingPools.values().next().value!;
+      this.waitingPools.delete(pool);
+      const next = pool.nextQueued();
+      if (!next) continue;
+      this.waitingPools.add(pool); // to the back of the line; dropped once its queue is empty
+      this.open++;
+      this.connecting++;
+      new Connection(pool).send(next);
     }
   }
 }
-
-/** Exchanges whose caller gave up; a connection carrying one is destroyed instead of answering. */
-const abandoned = new WeakSet<Exchange>();
 
 function abortError(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
@@ -482,7 +558,7 @@ function decodeChunked(buf: Buffer): Buffer | 'incomplete' | 'invalid' {
   for (;;) {
     const lineEnd = buf.indexOf('\r\n', pos);
     if (lineEnd < 0) return 'incomplete';
-    const sizeText = buf.latin1Slice(pos, lineEnd).split(';')[0].trim();
+    const sizeText = buf.toString('latin1', pos, lineEnd).split(';')[0].trim();
     if (!/^[0-9a-fA-F]+$/.test(sizeText)) return 'invalid';
     const size = parseInt(sizeText, 16);
     if (size === 0) {

@@ -50,6 +50,7 @@ export const createModuleBackend: BackendFactory = async (options, context: Back
 class ModuleBackend implements Backend {
   private closed = false;
   private closing: Promise<void> | undefined;
+  private readonly writes = new Set<Promise<unknown>>();
 
   constructor(
     private readonly bocca: CustomBocca,
@@ -63,8 +64,17 @@ class ModuleBackend implements Backend {
     await this.call('open', () => this.bocca.open?.({ typology, processIndex, mode }));
   }
 
-  async write(items: readonly unknown[]): Promise<void> {
-    if (this.closed) throw closedError(NAME, this.where);
+  write(items: readonly unknown[]): Promise<void> {
+    if (this.closed) return Promise.reject(closedError(NAME, this.where));
+    const done = this.writeNow(items);
+    // close() waits for writes in flight, so the module's close() comes after its last write().
+    const tracked = done.catch(() => undefined);
+    this.writes.add(tracked);
+    void tracked.then(() => this.writes.delete(tracked));
+    return done;
+  }
+
+  private async writeNow(items: readonly unknown[]): Promise<void> {
     if (items.length === 0) return;
     if (this.context.mode === 'batch') {
       await this.call('write', () => this.bocca.write(items));
@@ -75,7 +85,7 @@ class ModuleBackend implements Backend {
 
   close(): Promise<void> {
     this.closed = true;
-    this.closing ??= this.call('close', () => this.bocca.close?.());
+    this.closing ??= Promise.all(this.writes).then(() => this.call('close', () => this.bocca.close?.()));
     return this.closing;
   }
 

@@ -87,7 +87,7 @@ export function buildProgram(): Command {
       const loaded = await loadTypologyFile(abs);
       if (!loaded.ok) throw new ConfigError(`${file} is not valid`, loaded.diagnostics);
       const log = createLogger('rezina', {}, o.verbose ? 'info' : 'warn');
-      const master = await Master.create({ files: [abs], port: o.port, stateDir: o.stateDir, schedules: !o.once, watch: !o.once, log });
+      const master = await Master.create({ files: [abs], port: o.port, stateDir: o.stateDir, schedules: !o.once, watch: !o.once, rememberOnce: false, log });
       const worker = await Worker.create({ master: `127.0.0.1:${master.port}`, name: 'local', log: log.child({ worker: 'local' }) });
       const stop = async (reason: string) => {
         await master.shutdown(reason);
@@ -199,6 +199,17 @@ export function buildProgram(): Command {
         out(JSON.stringify(await request(o.master, cmd === 'trigger' ? 'run' : cmd, { typology })));
       });
   }
+
+  program
+    .command('replay')
+    .description('send dead letters back into the stage that failed them, as a new run')
+    .argument('<typology>')
+    .option('--id <id...>', 'only these dead letters (ids from `get deadletters`)')
+    .option('-m, --master <host:port>', 'master address', DEFAULT_MASTER)
+    .action(async (typology: string, o) => {
+      const r = (await request(o.master, 'replay', { typology, ids: o.id })) as { run?: number; replayed: number; kept: number };
+      out(r.replayed > 0 ? `replayed ${r.replayed} dead letter${r.replayed === 1 ? '' : 's'} as run ${r.run}${r.kept ? ` (${r.kept} kept: their stage no longer exists)` : ''}` : 'nothing to replay');
+    });
 
   program
     .command('schedule')

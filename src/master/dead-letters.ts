@@ -35,6 +35,14 @@ export class DeadLetterStore {
     fs.appendFileSync(this.file, lines.join('\n') + '\n');
   }
 
+  /** Forget these letters (they were replayed). */
+  remove(ids: ReadonlySet<string>): void {
+    const keep = this.list().filter((d) => !ids.has(d.id));
+    const tmp = `${this.file}.tmp`;
+    fs.writeFileSync(tmp, keep.map((d) => JSON.stringify(d, replacer)).join('\n') + (keep.length ? '\n' : ''));
+    fs.renameSync(tmp, this.file);
+  }
+
   list(typology?: string): DeadLetter[] {
     let text: string;
     try {

@@ -6,6 +6,12 @@ export interface Chunk {
   count: number;
   payload?: Buffer;
   items?: unknown[];
+  /** Id in the queue journal, when the typology persists its queues. */
+  jid?: number;
+  /** Set on a chunk just split off another: the parent's journal id. */
+  parentJid?: number;
+  /** How many stage processes crashed while holding these items. */
+  crashes?: number;
 }
 
 export function chunkPayload(c: Chunk): Buffer {
@@ -67,7 +73,7 @@ export class EdgeQueue {
     const items = first.items.splice(0, max);
     first.count -= max;
     this.size -= max;
-    return { run: first.run, count: max, items };
+    return { run: first.run, count: max, items, parentJid: first.jid, crashes: first.crashes };
   }
 
   /** Removes everything (typology deleted); returns the chunks. */

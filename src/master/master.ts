@@ -7,7 +7,7 @@ import { describeError, formatDiagnostic, type Diagnostic } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { PROTOCOL_VERSION, type ClientRequest, type ProcSpec } from '../protocol/messages.js';
 import { RouterEndpoint, type Incoming } from '../protocol/sockets.js';
-import { decideOverlap, Ticker } from '../schedule/index.js';
+import { decideOverlap, scheduleKind, Ticker } from '../schedule/index.js';
 import { loadTypologyFile } from '../spec/load.js';
 import type { CompiledModule } from '../spec/compile-types.js';
 import { classifyChanges, diffTypologies, formatChange, type CodeOf } from '../spec/diff.js';
@@ -18,6 +18,8 @@ import { RunBook, summarize, type RunRecord, type RunSummary } from './runs.js';
 import { TypologyVersion, type ProcRecord, type VersionHost } from './typology-version.js';
 import { Workspace } from './workspace.js';
 import { stageApplyFiles, type ApplyFile } from './apply.js';
+import { QueueJournal, type RestoredChunk } from './queue-journal.js';
+import { StateStore } from './state-store.js';
 
 export interface MasterOptions {
   /** Interface to bind. Default 127.0.0.1. */
@@ -40,6 +42,12 @@ export interface MasterOptions {
   schedules?: boolean;
   /** Watch the workspace for edits. Default true. */
   watch?: boolean;
+  /**
+   * A once-only schedule (no interval/cron) that already fired before a
+   * restart is not fired again. `rezina run` turns this off: each `run` is a
+   * fresh start. Default true.
+   */
+  rememberOnce?: boolean;
   /** Where the stdout bocca writes. Default process.stdout. */
   stdout?: NodeJS.WritableStream;
   clock?: Clock;
@@ -85,8 +93,10 @@ interface Entry {
   stageError?: string;
   /** Per stage: consecutive quick deaths and when the next spawn may happen. */
   backoff: Map<string, { failures: number; nextAt: number }>;
-  /** Items kept by `version` of the `code` fingerprint (for diff output). */
+  /** Code fingerprints of the current version's modules (for diff output). */
   codeOf: CodeOf;
+  journal?: QueueJournal;
+  lastFireTime?: number;
 }
 
 export interface ApplyOutcome {
@@ -116,6 +126,7 @@ export class Master extends EventEmitter {
   /** Typology files that do not load and own no running typology. */
   private readonly fileErrors = new Map<string, Diagnostic[]>();
   private readonly deadLetters: DeadLetterStore;
+  private readonly state_: StateStore;
   private readonly workspace: Workspace;
   private readonly stdout: NodeJS.WritableStream;
   private procCounter = 0;
@@ -141,6 +152,7 @@ export class Master extends EventEmitter {
       maxMessageBytes: 1024 * 1024 * 1024,
     });
     this.deadLetters = new DeadLetterStore(this.stateDir);
+    this.state_ = new StateStore(this.stateDir);
     this.workspace = new Workspace(
       { dir: opts.files ? undefined : (opts.workspace ?? '.'), files: opts.files },
       () => void this.reload('edit'),
@@ -242,24 +254,40 @@ export class Master extends EventEmitter {
     const at = new Date(this.clock.now()).toISOString();
     if (!existing) {
       const runs = new RunBook();
+      const saved = this.state_.load(t.name);
+      let version = 1;
+      let kind = 'created';
+      let changes: string[] = [];
+      if (saved) {
+        // Known from before a restart: same version if nothing changed while the master was down.
+        const last = saved.history[saved.history.length - 1]!;
+        changes = diffTypologies(saved.typology, t).map(formatChange);
+        version = changes.length === 0 ? last.version : last.version + 1;
+        kind = changes.length === 0 ? 'resumed' : 'resumed with changes';
+      }
       const entry: Entry = {
         name: t.name,
         file: t.file,
         current: undefined as unknown as TypologyVersion,
         retiring: [],
         runs,
-        nextRun: 1,
-        stopped: false,
+        nextRun: saved?.nextRun ?? 1,
+        stopped: saved?.stopped ?? false,
         queuedTicks: 0,
-        history: [{ version: 1, appliedAt: at, source, kind: 'created', changes: [] }],
+        history: [...(saved?.history ?? []), { version, appliedAt: at, source, kind, changes }].slice(-50),
         backoff: new Map(),
         codeOf,
+        lastFireTime: saved?.lastFireTime,
       };
-      entry.current = new TypologyVersion(t, modules, 1, this.versionHost(entry));
+      const { journal, restored } = QueueJournal.open(path.join(this.stateDir, 'queues'), t.name);
+      entry.journal = journal;
+      entry.current = new TypologyVersion(t, modules, version, this.versionHost(entry));
       this.entries.set(t.name, entry);
+      if (restored.length > 0) this.restoreRuns(entry, restored);
+      this.saveEntry(entry);
       this.startTicker(entry);
-      this.log.info({ typology: t.name, file: t.file, source }, 'typology created');
-      return { typology: t.name, file: t.file, action: 'created', changes: [] };
+      this.log.info({ typology: t.name, file: t.file, source, version, restoredItems: restored.reduce((n, c) => n + c.count, 0) || undefined }, saved ? 'typology resumed' : 'typology created');
+      return { typology: t.name, file: t.file, action: saved ? (changes.length ? 'configured' : 'unchanged') : 'created', changes };
     }
     const wasInvalid = existing.invalid !== undefined;
     existing.invalid = undefined;
@@ -284,7 +312,9 @@ export class Master extends EventEmitter {
       // Schedule and scale changes keep the running version and its processes.
       existing.current.rescale(t);
     }
-    existing.ticker?.update(t.schedule);
+    if (existing.ticker) existing.ticker.update(t.schedule);
+    else if (changes.some((c) => c.path.startsWith('schedule.'))) this.startTicker(existing);
+    this.saveEntry(existing);
     this.log.info({ typology: t.name, version, kind, changes: described, source }, 'typology configured');
     return { typology: t.name, file: t.file, action: 'configured', changes: described };
   }
@@ -301,8 +331,37 @@ export class Master extends EventEmitter {
   /** Versions of removed typologies, still draining. */
   private readonly orphans: TypologyVersion[] = [];
 
+  /** Runs whose items were still queued when the master stopped: they go on and finish. */
+  private restoreRuns(entry: Entry, chunks: RestoredChunk[]): void {
+    const now = this.clock.now();
+    for (const c of chunks) {
+      let run = entry.runs.get(c.run);
+      if (!run) {
+        run = { id: c.run, typology: entry.name, version: entry.current.version, fireTime: now, startedAt: now, in: 0, out: 0, dropped: 0, failed: 0, live: 0, hydrantsPending: 0, errors: ['resumed after a master restart'] };
+        entry.runs.start(run);
+      }
+      run.live += c.count;
+      entry.nextRun = Math.max(entry.nextRun, c.run + 1);
+    }
+    this.log.info({ typology: entry.name, items: chunks.reduce((n, c) => n + c.count, 0), runs: entry.runs.inProgress }, 'queued items restored');
+    entry.current.restore(chunks);
+  }
+
+  private saveEntry(entry: Entry): void {
+    try {
+      this.state_.save(entry.name, { typology: entry.current.typology, history: entry.history, nextRun: entry.nextRun, stopped: entry.stopped, lastFireTime: entry.lastFireTime });
+    } catch (err) {
+      this.log.error({ typology: entry.name, err: describeError(err) }, 'cannot save typology state');
+    }
+  }
+
   private startTicker(entry: Entry): void {
     if (this.opts.schedules === false || entry.stopped) return;
+    const sched = entry.current.typology.schedule;
+    if (this.opts.rememberOnce !== false && entry.lastFireTime !== undefined && scheduleKind(sched) === 'once' && (sched.startTime === undefined || sched.startTime <= entry.lastFireTime)) {
+      this.log.info({ typology: entry.name, lastRun: new Date(entry.lastFireTime).toISOString() }, 'once-only schedule already fired; not firing again');
+      return;
+    }
     entry.ticker = new Ticker(entry.current.typology.schedule, (fireTime) => this.onTick(entry, fireTime), {
       clock: this.clock,
       onError: (err) => this.log.error({ typology: entry.name, err: describeError(err) }, 'tick failed'),
@@ -321,6 +380,7 @@ export class Master extends EventEmitter {
       entry.queuedTicks++;
       return;
     }
+    entry.lastFireTime = fireTime;
     this.startRun(entry, fireTime);
   }
 
@@ -364,6 +424,7 @@ export class Master extends EventEmitter {
       errors: [],
     };
     entry.runs.start(run);
+    this.saveEntry(entry);
     this.log.info({ typology: entry.name, run: run.id, version: run.version }, 'run started');
     entry.current.tick(run);
     this.reconcile();
@@ -384,6 +445,7 @@ export class Master extends EventEmitter {
         }
       },
       stdout: (data) => this.stdout.write(data),
+      journal: entry.journal,
       log: this.log,
     };
   }
@@ -424,6 +486,12 @@ export class Master extends EventEmitter {
       const i = list.indexOf(v);
       if (i >= 0) list.splice(i, 1);
       this.log.info({ typology: v.typology.name, version: v.version }, 'version retired');
+      const name = v.typology.name;
+      if (!entry && !this.entries.has(name) && !this.orphans.some((o) => o.typology.name === name)) {
+        // The typology's file is gone and its last items are through: forget it.
+        v.host.journal?.destroy();
+        this.state_.remove(name);
+      }
     }
   }
 
@@ -498,10 +566,10 @@ export class Master extends EventEmitter {
     this.router.send(`p:${p.id}`, { k: 'p.drain' });
   }
 
-  private procEnded(p: ProcRecord, reason: string): void {
+  private procEnded(p: ProcRecord, reason: string, crashed = false): void {
     if (p.state === 'gone') return;
     const wasDraining = p.state === 'draining';
-    p.version.procGone(p, reason);
+    p.version.procGone(p, reason, crashed && !wasDraining);
     this.procs.delete(p.id);
     this.workers.get(p.workerId)?.procs.delete(p);
     const entry = this.entries.get(p.version.typology.name);
@@ -627,7 +695,7 @@ export class Master extends EventEmitter {
       this.router.send(peer, { k: 'm.heartbeat' });
     } else if (h.k === 'w.exited') {
       const p = this.procs.get(String(h.procId));
-      if (p) this.procEnded(p, h.signal ? `killed by ${String(h.signal)}` : `exited with code ${String(h.code)}`);
+      if (p) this.procEnded(p, h.signal ? `killed by ${String(h.signal)}` : `exited with code ${String(h.code)}`, h.code !== 0);
     }
   }
 
@@ -697,9 +765,31 @@ export class Master extends EventEmitter {
       }
       case 'apply':
         return this.apply(args.files as ApplyFile[], args.dryRun === true);
+      case 'replay':
+        return this.replay(need(), Array.isArray(args.ids) ? args.ids.map(String) : undefined);
       default:
         throw Object.assign(new Error(`unknown command "${name}"`), { code: 'E_USAGE' });
     }
+  }
+
+  /**
+   * Send dead letters back into the stage that failed them, as one new run.
+   * Letters whose stage no longer exists stay in the store.
+   */
+  private replay(e: Entry, ids: string[] | undefined): { run?: number; replayed: number; kept: number } {
+    const letters = this.deadLetters.list(e.name).filter((d) => !ids || ids.includes(d.id));
+    const byStage = new Map<string, typeof letters>();
+    for (const d of letters) if (e.current.stages.some((s) => s.name === d.stage)) byStage.set(d.stage, [...(byStage.get(d.stage) ?? []), d]);
+    const replayed = [...byStage.values()].flat();
+    if (replayed.length === 0) return { replayed: 0, kept: letters.length };
+    const now = this.clock.now();
+    const run: RunRecord = { id: e.nextRun++, typology: e.name, version: e.current.version, fireTime: now, startedAt: now, in: 0, out: 0, dropped: 0, failed: 0, live: 0, hydrantsPending: 0, errors: [] };
+    e.runs.start(run);
+    for (const [stage, ds] of byStage) e.current.inject(stage, run, ds.map((d) => d.item));
+    this.deadLetters.remove(new Set(replayed.map((d) => d.id)));
+    this.saveEntry(e);
+    this.log.info({ typology: e.name, run: run.id, items: replayed.length }, 'dead letters replayed');
+    return { run: run.id, replayed: replayed.length, kept: letters.length - replayed.length };
   }
 
   typologyRows(): Array<Record<string, unknown>> {

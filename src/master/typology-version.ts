@@ -1,11 +1,12 @@
 import type { CompiledModule } from '../spec/compile-types.js';
 import type { Typology } from '../spec/types.js';
 import type { Failure, ProcSpec, Role } from '../protocol/messages.js';
-import { decode } from '../protocol/codec.js';
+import { decode, encode } from '../protocol/codec.js';
 import type { Logger } from '../log.js';
 import { EdgeQueue, chunkPayload, type Chunk } from './edge-queue.js';
 import type { RunBook, RunRecord } from './runs.js';
 import type { DeadLetter } from './dead-letters.js';
+import type { QueueJournal, RestoredChunk } from './queue-journal.js';
 
 export type ProcState = 'starting' | 'ready' | 'draining' | 'gone';
 
@@ -57,8 +58,13 @@ export interface VersionHost {
   runSettled(run: RunRecord): void;
   deadLetter(letters: Omit<DeadLetter, 'id' | 'time'>[]): void;
   stdout(data: Buffer): void;
+  /** Present when the typology's queues survive a master restart. */
+  journal?: QueueJournal;
   log: Logger;
 }
+
+/** A stage process that crashes this many times while holding an item gets that item dead-lettered. */
+export const POISON_CRASHES = 3;
 
 export const DEFAULT_MAX_ITEM_BYTES = 16 * 1024 * 1024;
 
@@ -79,7 +85,7 @@ export class TypologyVersion {
     public typology: Typology,
     public modules: ReadonlyMap<string, CompiledModule>,
     readonly version: number,
-    private readonly host: VersionHost,
+    readonly host: VersionHost,
   ) {
     const hashOf = (file: string) => modules.get(file)?.hash;
     const common = { typology: typology.name, version, maxItemBytes: DEFAULT_MAX_ITEM_BYTES };
@@ -186,13 +192,42 @@ export class TypologyVersion {
 
   onEmit(proc: ProcRecord, runId: number, seq: number, n: number, payload: Buffer | undefined): void {
     const run = this.host.runs.get(runId);
+    const first = this.stages[0]!;
     if (run && payload && n > 0) {
-      this.stages[0]!.queue.push({ run: runId, count: n, payload });
+      first.queue.push({ run: runId, count: n, payload, jid: this.host.journal?.put(first.name, runId, n, payload) });
       run.in += n;
       run.live += n;
     }
-    if (this.stages[0]!.queue.full) this.heldAcks.push({ proc, seq });
-    else this.host.sendToProc(proc, { k: 'p.emitAck', seq });
+    if (first.queue.full) this.heldAcks.push({ proc, seq });
+    else this.ack(proc, seq);
+    this.pump();
+  }
+
+  /** Acknowledge a hydrant emit only once its items are in the journal. */
+  private ack(proc: ProcRecord, seq: number): void {
+    const send = () => this.host.sendToProc(proc, { k: 'p.emitAck', seq });
+    if (this.host.journal) this.host.journal.afterWrite(send);
+    else send();
+  }
+
+  /** Put items straight into a stage's queue (dead letters replayed) as part of `run`. */
+  inject(stageName: string, run: RunRecord, items: unknown[]): boolean {
+    const stage = this.stages.find((s) => s.name === stageName);
+    if (!stage || items.length === 0) return false;
+    const payload = encode(items);
+    stage.queue.push({ run: run.id, count: items.length, payload, jid: this.host.journal?.put(stage.name, run.id, items.length, payload) });
+    run.in += items.length;
+    run.live += items.length;
+    this.pump();
+    return true;
+  }
+
+  /** Items recovered from the journal after a master restart go back into their stage's queue. */
+  restore(chunks: RestoredChunk[]): void {
+    for (const c of chunks) {
+      const stage = this.stages.find((s) => s.name === c.stage) ?? this.stages[0]!;
+      stage.queue.push({ run: c.run, count: c.count, items: c.items, jid: c.id });
+    }
     this.pump();
   }
 
@@ -218,9 +253,12 @@ export class TypologyVersion {
     const run = this.host.runs.get(chunk.run);
     const last = stageIndex === this.stages.length - 1;
     if (!last && h.out > 0 && payloads[0] && payloads[0].length > 0) {
-      this.stages[stageIndex + 1]!.queue.push({ run: chunk.run, count: h.out, payload: payloads[0] });
+      const next = this.stages[stageIndex + 1]!;
+      next.queue.push({ run: chunk.run, count: h.out, payload: payloads[0], jid: this.host.journal?.put(next.name, chunk.run, h.out, payloads[0]) });
     }
     if (h.failures.length > 0) this.recordFailures(proc, chunk.run, h.failures, payloads[1]);
+    // Outputs and dead letters are recorded before the input is let go: a crash in between repeats, never loses.
+    if (chunk.jid !== undefined) this.host.journal?.del(chunk.jid);
     if (run) {
       run.live += (last ? 0 : h.out) - chunk.count;
       run.dropped += h.dropped;
@@ -258,13 +296,15 @@ export class TypologyVersion {
   }
 
   /** A process ended: its leased items go back to the front of their queue. */
-  procGone(proc: ProcRecord, reason: string): void {
+  procGone(proc: ProcRecord, reason: string, crashed = false): void {
     if (proc.state === 'gone') return;
     proc.state = 'gone';
     if (proc.stageKey >= 0) {
       const stage = this.stages[proc.stageKey]!;
       stage.procs.delete(proc);
-      const back = [...proc.leases.values()].reverse();
+      const back: Chunk[] = [];
+      for (const chunk of proc.leases.values()) back.push(...(crashed ? this.isolate(proc, chunk, reason) : [chunk]));
+      back.reverse();
       for (const chunk of back) stage.queue.unshift(chunk);
       if (back.length > 0) this.host.log.warn({ typology: this.typology.name, stage: stage.name, proc: proc.id, items: back.reduce((n, c) => n + c.count, 0), reason }, 'requeued the items of a lost process');
       proc.leases.clear();
@@ -282,6 +322,38 @@ export class TypologyVersion {
       for (const held of this.heldAcks.filter((a) => a.proc === proc)) this.heldAcks.splice(this.heldAcks.indexOf(held), 1);
     }
     this.pump();
+  }
+
+  /**
+   * Items held by a process that crashed: split into single items so a
+   * poison item is found, and dead-letter an item whose processes crashed
+   * POISON_CRASHES times.
+   */
+  private isolate(proc: ProcRecord, chunk: Chunk, reason: string): Chunk[] {
+    const crashes = (chunk.crashes ?? 0) + 1;
+    const items = chunk.items ?? (decode(chunk.payload!) as unknown[]);
+    if (items.length === 1 && crashes >= POISON_CRASHES) {
+      this.host.deadLetter([{ typology: this.typology.name, version: this.version, stage: proc.spec.stage, run: chunk.run, error: `the stage process crashed ${crashes} times while working on this item (${reason})`, attempts: crashes, item: items[0] }]);
+      if (chunk.jid !== undefined) this.host.journal?.del(chunk.jid);
+      const run = this.host.runs.get(chunk.run);
+      if (run) {
+        run.failed++;
+        run.live--;
+        this.settle(run);
+      }
+      this.stages[proc.stageKey]!.failed++;
+      this.host.log.error({ typology: this.typology.name, stage: proc.spec.stage, run: chunk.run }, 'poison item dead-lettered');
+      return [];
+    }
+    if (items.length === 1) return [{ ...chunk, crashes }];
+    // One chunk per item; the journal learns of each as a split of the original.
+    const singles: Chunk[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const payload = encode([items[i]]);
+      const jid = chunk.jid !== undefined ? this.host.journal?.split(chunk.jid, 1, payload) : undefined;
+      singles.push({ run: chunk.run, count: 1, payload, jid, crashes });
+    }
+    return singles;
   }
 
   /** Hand queued items to processes with free credit, downstream-first. */
@@ -309,6 +381,10 @@ export class TypologyVersion {
       // Keep the encoded form so a requeue does not re-encode.
       chunk.payload = chunkPayload(chunk);
       chunk.items = undefined;
+      if (chunk.parentJid !== undefined) {
+        chunk.jid = this.host.journal?.split(chunk.parentJid, chunk.count, chunk.payload);
+        chunk.parentJid = undefined;
+      }
       this.host.sendToProc(best, { k: 'p.lease', lease, run: chunk.run, n: chunk.count }, chunk.payload);
     }
   }

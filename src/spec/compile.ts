@@ -171,7 +171,9 @@ function externalPackagesPlugin(): esbuild.Plugin {
           return {
             errors: [
               {
-                text: `Could not resolve "${args.path}" — is the package "${pkg}" installed? (npm install ${pkg} in the workspace)`,
+                text:
+                  `Could not resolve "${args.path}" — is the package "${pkg}" installed?` +
+                  ` (npm install ${pkg} in the workspace)`,
               },
             ],
           };
@@ -218,7 +220,8 @@ function absoluteSourceMap(code: string, outDir: string): string {
   if (!m) return code;
   try {
     const map = JSON.parse(Buffer.from(m[1]!, 'base64').toString('utf8')) as { sources?: string[]; sourceRoot?: string };
-    map.sources = (map.sources ?? []).map((s) => (/^[a-z][a-z0-9+.-]*:/i.test(s) ? s : pathToFileURL(path.resolve(outDir, s)).href));
+    const absolute = (s: string) => (/^[a-z][a-z0-9+.-]*:/i.test(s) ? s : pathToFileURL(path.resolve(outDir, s)).href);
+    map.sources = (map.sources ?? []).map(absolute);
     delete map.sourceRoot;
     const encoded = Buffer.from(JSON.stringify(map), 'utf8').toString('base64');
     return code.slice(0, m.index) + `//# sourceMappingURL=data:application/json;base64,${encoded}\n`;

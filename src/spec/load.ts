@@ -34,7 +34,17 @@ import { readFileSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type Pair } from 'yaml';
+import {
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type Document,
+  type Node as YamlNode,
+  type Pair,
+} from 'yaml';
 import type { Diagnostic } from '../errors.js';
 import { checkCron, isValidTimeZone } from '../schedule/cron.js';
 import { compileModule } from './compile.js';
@@ -89,22 +99,20 @@ export async function loadTypologyFile(file: string, options: LoadOptions = {}):
       text = await readFile(absFile, 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      return fileProblem(file, 'E_FILE_READ', code === 'ENOENT' ? 'file not found' : `cannot read the file (${code ?? String(err)})`);
+      const why = code === 'ENOENT' ? 'file not found' : `cannot read the file (${code ?? String(err)})`;
+      return fileProblem(file, 'E_FILE_READ', why);
     }
   }
   if (text.length > MAX_FILE_BYTES) return fileProblem(file, 'E_FILE_READ', 'the file is larger than 16 MB');
 
   const ctx = new Context(file, absFile, text);
-  const data = ctx.parseYaml();
-  if (data === undefined) return { ok: false, diagnostics: ctx.sorted() };
-
-  ctx.validateSchema(data);
-  if (isObject(data)) {
-    ctx.checkMeaning(data);
-    if (options.checkModules ?? true) await ctx.checkModules(data);
+  try {
+    return await ctx.load(options);
+  } catch (err) {
+    // Only absurd nesting gets here (recursion in the YAML library or in our walks).
+    if (err instanceof RangeError) return fileProblem(file, 'E_YAML_SYNTAX', 'the file nests too deeply to read');
+    throw err;
   }
-  if (ctx.diagnostics.length > 0 || !isObject(data)) return { ok: false, diagnostics: ctx.sorted() };
-  return { ok: true, typology: deepFreeze(normalize(data, absFile)), modules: ctx.modules };
 }
 
 function fileProblem(file: string, code: string, message: string): LoadResult {
@@ -127,6 +135,18 @@ class Context {
     private readonly text: string,
   ) {}
 
+  async load(options: LoadOptions): Promise<LoadResult> {
+    const data = this.parseYaml();
+    if (data === undefined) return { ok: false, diagnostics: this.sorted() };
+    this.validateSchema(data);
+    if (isObject(data)) {
+      this.checkMeaning(data);
+      if (options.checkModules ?? true) await this.checkModules(data);
+    }
+    if (this.diagnostics.length > 0 || !isObject(data)) return { ok: false, diagnostics: this.sorted() };
+    return { ok: true, typology: deepFreeze(normalize(data, this.absFile)), modules: this.modules };
+  }
+
   // -- pass 1: YAML -------------------------------------------------------
 
   /** The plain data, or undefined when the YAML is too broken to go on. */
@@ -144,7 +164,9 @@ class Context {
         continue;
       }
       if (e.code === 'TAB_AS_INDENT') {
-        if (!tabLines.has(line)) this.add(line, col, '', 'E_YAML_TAB', 'indent with spaces, not tabs (YAML does not allow tabs in indentation)');
+        if (!tabLines.has(line)) {
+          this.add(line, col, '', 'E_YAML_TAB', 'indent with spaces, not tabs (YAML does not allow tabs in indentation)');
+        }
         tabLines.add(line);
         continue;
       }
@@ -161,7 +183,11 @@ class Context {
     try {
       return this.doc.toJS({ maxAliasCount: 100 });
     } catch (err) {
-      this.add(1, 1, '', 'E_YAML_SYNTAX', `invalid YAML: ${err instanceof Error ? err.message : String(err)}`);
+      const message = err instanceof Error ? err.message : String(err);
+      const said = /alias count/i.test(message)
+        ? 'too many aliases (*name) — write the values out instead'
+        : `invalid YAML: ${message}`;
+      this.add(1, 1, '', 'E_YAML_SYNTAX', said);
       return undefined;
     }
   }
@@ -177,7 +203,8 @@ class Context {
         cronLines.add(line);
         return;
       }
-      this.add(line, col, formatPath(at), 'E_YAML_ALIAS', `unknown alias "*${node.source}" — a value that starts with * must be quoted`);
+      const message = `unknown alias "*${node.source}" — a value that starts with * must be quoted`;
+      this.add(line, col, formatPath(at), 'E_YAML_ALIAS', message);
       return;
     }
     if (isMap(node)) {
@@ -189,7 +216,8 @@ class Context {
           const first = seen.get(key);
           if (first !== undefined) {
             const { line, col } = this.pos(keyOffset);
-            this.add(line, col, formatPath([...at, key]), 'E_YAML_DUPLICATE_KEY', `duplicate key "${key}" — it is already set on line ${this.pos(first).line}; keep one`);
+            const message = `duplicate key "${key}" — it is already set on line ${this.pos(first).line}; keep one`;
+            this.add(line, col, formatPath([...at, key]), 'E_YAML_DUPLICATE_KEY', message);
             this.flagged.add(formatPath([...at, key]));
           } else {
             seen.set(key, keyOffset);
@@ -202,11 +230,12 @@ class Context {
     }
   }
 
-  /** The cron text when `line` is `cron: *…` without quotes. */
+  /** The cron text when `line` has `cron: *…` without quotes (block or flow style). */
   private unquotedCronOnLine(line: number): { text: string; col: number } | undefined {
     const lineText = this.lineText(line);
-    const m = /^(\s*(?:-\s+)?cron\s*:\s*)(\*.*?)\s*(?:\s#.*)?$/.exec(lineText);
-    return m ? { text: m[2]!, col: m[1]!.length + 1 } : undefined;
+    const m = /(^|[\s{,])cron\s*:\s*(\*[^,}#]*?)\s*(?:$|[,}]|\s#)/.exec(lineText);
+    if (!m) return undefined;
+    return { text: m[2]!, col: m.index + m[0].indexOf('*', m[1]!.length) + 1 };
   }
 
   private reportCronAlias(line: number, cron: { text: string; col: number }): void {
@@ -306,7 +335,8 @@ class Context {
       case 'not': {
         // The only `not` in the schema: interval with cron.
         if (at.length === 1 && at[0] === 'schedule') {
-          return make([...at, 'cron'], 'key', 0, 'E_SCHEMA_CONFLICT', 'interval and cron cannot be used together — keep one of them');
+          const message = 'interval and cron cannot be used together — keep one of them';
+          return make([...at, 'cron'], 'key', 0, 'E_SCHEMA_CONFLICT', message);
         }
         break;
       }
@@ -319,7 +349,8 @@ class Context {
         const field = String(at[at.length - 1]);
         const owner = valueAt(data, at.slice(0, -1));
         if (field === 'batch') {
-          return make(at, 'key', 0, 'E_SCHEMA_NOT_APPLICABLE', 'batch settings apply only with mode: batch — add mode: batch, or remove batch');
+          const message = 'batch settings apply only with mode: batch — add mode: batch, or remove batch';
+          return make(at, 'key', 0, 'E_SCHEMA_NOT_APPLICABLE', message);
         }
         const backend = isObject(owner) ? String(owner.backend) : '?';
         const takes = BACKEND_OPTIONS[backend] ?? [];
@@ -331,10 +362,11 @@ class Context {
         const value = e.data;
         const guess = typeof value === 'string' ? closest(value, options) : undefined;
         const hint = guess ? ` (did you mean "${guess}"?)` : '';
-        return make(at, 'value', 1, 'E_SCHEMA_ENUM', `unknown ${fieldName(at)} ${show(value)} — one of ${options.join(', ')}${hint}`);
+        const message = `unknown ${fieldName(at)} ${show(value)} — one of ${options.join(', ')}${hint}`;
+        return make(at, 'value', 1, 'E_SCHEMA_ENUM', message);
       }
       case 'type':
-        return make(at, 'value', 0, 'E_SCHEMA_TYPE', `${fieldName(at)} must be ${expectOf(parentSchema)}, got ${show(e.data)}`);
+        return make(at, 'value', 0, 'E_SCHEMA_TYPE', valueMessage(fieldName(at), e, parentSchema));
       case 'pattern':
       case 'minimum':
       case 'maximum':
@@ -416,7 +448,8 @@ class Context {
       const first = seen.get(name);
       if (first) {
         const fix = explicit ? 'give it another name' : 'add a name: field to tell them apart';
-        this.report(where, 'value', 'E_NAME_DUPLICATE', `two stages are named "${name}" (the other is ${formatPath(first.slice(0, -1))}) — ${fix}`);
+        const other = formatPath(first.slice(0, -1));
+        this.report(where, 'value', 'E_NAME_DUPLICATE', `two stages are named "${name}" (the other is ${other}) — ${fix}`);
       } else {
         seen.set(name, where);
       }
@@ -439,8 +472,8 @@ class Context {
         noun: 'function',
       });
     }
-    const bocca = data.bocca;
-    if (isObject(bocca) && bocca.backend === 'module' && typeof bocca.module === 'string' && !this.isFlagged(['bocca', 'module'])) {
+    const bocca = isObject(data.bocca) && data.bocca.backend === 'module' ? data.bocca : undefined;
+    if (bocca && typeof bocca.module === 'string' && !this.isFlagged(['bocca', 'module'])) {
       refs.push({
         at: ['bocca'],
         module: bocca.module,
@@ -464,7 +497,8 @@ class Context {
           const guess = closest(path.basename(abs), await siblings(abs));
           const hint = guess ? ` — did you mean "${path.join(path.dirname(first.module), guess)}"?` : '';
           for (const u of users) {
-            this.report([...u.at, 'module'], 'value', 'E_MODULE_MISSING', `module file "${u.module}" does not exist (looked for ${this.display(abs)})${hint}`);
+            const message = `module file "${u.module}" does not exist (looked for ${this.display(abs)})${hint}`;
+            this.report([...u.at, 'module'], 'value', 'E_MODULE_MISSING', message);
           }
           return;
         }
@@ -482,7 +516,8 @@ class Context {
           const guess = closest(u.exportName, exported);
           const list = exported.length === 0 ? 'it exports nothing' : `it exports ${exported.join(', ')}`;
           const hint = guess ? ` — did you mean "${guess}"? (${list})` : ` (${list})`;
-          this.report(u.exportAt, 'value', 'E_FUNCTION_MISSING', `${u.noun} "${u.exportName}" is not exported by ${u.module}${hint}`);
+          const message = `${u.noun} "${u.exportName}" is not exported by ${u.module}${hint}`;
+          this.report(u.exportAt, 'value', 'E_FUNCTION_MISSING', message);
         }
       }),
     );
@@ -553,7 +588,9 @@ class Context {
 
   sorted(): Diagnostic[] {
     const own = (d: Diagnostic) => (d.file === this.file ? 0 : 1);
-    return [...this.diagnostics].sort((a, b) => own(a) - own(b) || a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
+    return [...this.diagnostics].sort(
+      (a, b) => own(a) - own(b) || a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col,
+    );
   }
 }
 
@@ -603,8 +640,17 @@ let compiled: ValidateFunction | undefined;
 function validator(): ValidateFunction {
   if (!compiled) {
     // src/spec/ and dist/spec/ are both two levels below the package root.
-    const schema = JSON.parse(readFileSync(new URL('../../schemas/typology.schema.json', import.meta.url), 'utf8')) as object;
-    const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true, strictTypes: false, strictRequired: false });
+    const text = readFileSync(new URL('../../schemas/typology.schema.json', import.meta.url), 'utf8');
+    const schema = JSON.parse(text) as object;
+    // verbose: errors carry the data and the schema, which the messages are made from.
+    const ajv = new Ajv({
+      allErrors: true,
+      verbose: true,
+      strict: true,
+      allowUnionTypes: true,
+      strictTypes: false,
+      strictRequired: false,
+    });
     ajv.addKeyword({ keyword: 'x-expect', schemaType: 'string' });
     compiled = ajv.compile(schema);
   }
@@ -681,28 +727,33 @@ function pointerToSegs(pointer: string, data: unknown): Seg[] {
 
 function valueAt(data: unknown, at: Seg[]): unknown {
   let node = data;
-  for (const seg of at) node = isObject(node) || Array.isArray(node) ? (node as Record<string, unknown>)[String(seg)] : undefined;
+  for (const seg of at) {
+    node = isObject(node) || Array.isArray(node) ? (node as Record<string, unknown>)[String(seg)] : undefined;
+  }
   return node;
 }
 
 /** A value as a message shows it: strings quoted, containers named. */
 function show(value: unknown): string {
   if (value === null || value === undefined) return 'nothing';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
+  if (Array.isArray(value)) return value.length === 0 ? 'an empty list' : 'a list';
+  if (typeof value === 'object') return Object.keys(value).length === 0 ? 'an empty mapping' : 'a mapping';
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
   return String(value);
 }
 
 const YAML_HINTS: Readonly<Record<string, string>> = {
   MULTIPLE_DOCS: 'only one typology per file — remove the second document (the line with ---) or move it to its own file',
-  BLOCK_AS_IMPLICIT_KEY: 'a value on the same line as its key cannot itself be "key: value" — check the indentation, or quote the value',
-  MULTILINE_IMPLICIT_KEY: 'a key must fit on one line and be followed by a colon — check for a missing ":" or wrong indentation',
+  BLOCK_AS_IMPLICIT_KEY:
+    'a value on the same line as its key cannot itself be "key: value" — check the indentation, or quote the value',
+  MULTILINE_IMPLICIT_KEY:
+    'a key must fit on one line and be followed by a colon — check for a missing ":" or wrong indentation',
 };
 
 function yamlMessage(code: string, message: string): string {
   const hint = YAML_HINTS[code];
   if (hint) return `invalid YAML: ${hint}`;
+  if (/call stack/i.test(message)) return 'the file nests too deeply to read';
   const first = message.split('\n')[0]!.replace(/\s+at line \d+, column \d+.*$/, '');
   return `invalid YAML: ${first.charAt(0).toLowerCase()}${first.slice(1)}`;
 }
@@ -787,7 +838,10 @@ export function parseStartTime(text: string, zone?: string): number | string {
   }
   if (candidates.size === 0) {
     const where = zone ?? 'the local time zone';
-    return `startTime "${text}" does not exist in ${where} (the clocks skip it for daylight saving time) — pick another time or add an offset`;
+    return (
+      `startTime "${text}" does not exist in ${where} (the clocks skip it for daylight saving time)` +
+      ' — pick another time or add an offset'
+    );
   }
   return Math.min(...candidates);
 }
@@ -811,7 +865,8 @@ function wallClock(t: number, zone: string | undefined): number {
   }
   const parts = f.formatToParts(new Date(t));
   const get = (type: string): number => Number(parts.find((p) => p.type === type)?.value);
-  return Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'), ((t % 1000) + 1000) % 1000);
+  const ms = ((t % 1000) + 1000) % 1000;
+  return Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'), ms);
 }
 
 function zoneOffset(t: number, zone: string | undefined): number {
@@ -894,9 +949,17 @@ function boccaOptions(b: Data, name: string, dir: string): Record<string, unknow
     case 'mysql':
       return { url: b.url, table };
     case 'redis':
-      return { url: (b.url as string | undefined) ?? 'redis://127.0.0.1:6379', key: (b.key as string | undefined) ?? `rezina:${name}`, type: (b.type as string | undefined) ?? 'list' };
+      return {
+        url: (b.url as string | undefined) ?? 'redis://127.0.0.1:6379',
+        key: (b.key as string | undefined) ?? `rezina:${name}`,
+        type: (b.type as string | undefined) ?? 'list',
+      };
     case 'module':
-      return { module: path.resolve(dir, b.module as string), moduleAsWritten: b.module, export: (b.export as string | undefined) ?? 'default' };
+      return {
+        module: path.resolve(dir, b.module as string),
+        moduleAsWritten: b.module,
+        export: (b.export as string | undefined) ?? 'default',
+      };
     default:
       return {};
   }

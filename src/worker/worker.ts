@@ -124,7 +124,9 @@ export class Worker {
             break;
           case 'w.reject':
             this.log.warn({ reason: h.reason }, 'master asked this worker to join again');
-            // The master no longer knows our processes: they will be told to stop by it; join afresh.
+            // The master no longer knows our processes (it restarted, or declared us lost):
+            // their items are being redone elsewhere, so stop them and join afresh.
+            for (const c of this.children.values()) c.kill('SIGKILL');
             if (this.state !== 'stopping') {
               this.setState('connecting');
               this.sayHello();
