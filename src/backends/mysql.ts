@@ -21,6 +21,8 @@ const NAME = 'mysql';
 /** What an INSERT binds: strings for text, JSON, dates and big integers. */
 type Param = string | number | Buffer | null;
 const CONNECT_TIMEOUT_MS = 5_000;
+/** A statement that takes longer than this fails the write (and drops the connection) instead of hanging. */
+const QUERY_TIMEOUT_MS = 60_000;
 /** Statements are also cut by size, to stay well under the server's max_allowed_packet (16 MiB by default). */
 const MAX_STATEMENT_BYTES = 4 * 1024 * 1024;
 
@@ -157,20 +159,20 @@ class MysqlBackend implements Backend {
       const names = plan.columns.map((c) => c.name);
       const kinds = plan.columns.map((c) => c.kind);
       const values = plan.rows.map((row) => names.map((n, i) => this.encode(row.get(n), kinds[i]!, n)));
-      await conn.query('START TRANSACTION');
+      await conn.query(timed('START TRANSACTION'));
       try {
         if (names.length === 0) {
-          await conn.query(`INSERT INTO ${this.table} () VALUES ${values.map(() => '()').join(', ')}`);
+          await conn.query(timed(`INSERT INTO ${this.table} () VALUES ${values.map(() => '()').join(', ')}`));
         } else {
           const head = `INSERT INTO ${this.table} (${names.map(quote).join(', ')}) VALUES `;
           const tuple = `(${names.map(() => '?').join(', ')})`;
           for (const part of chunks(values, rowsPerStatement(names.length))) {
-            await conn.execute(head + part.map(() => tuple).join(', '), part.flat());
+            await conn.execute(timed(head + part.map(() => tuple).join(', ')), part.flat());
           }
         }
-        await conn.query('COMMIT');
+        await conn.query(timed('COMMIT'));
       } catch (err) {
-        await conn.query('ROLLBACK').catch(() => undefined);
+        await conn.query(timed('ROLLBACK')).catch(() => undefined);
         throw err;
       }
     } catch (err) {
@@ -204,7 +206,7 @@ class MysqlBackend implements Backend {
 
   private async ddl(conn: mysql.Connection, sql: string): Promise<void> {
     try {
-      await conn.query(sql);
+      await conn.query(timed(sql));
     } catch (err) {
       // 1050 table exists, 1060 duplicate column: another bocca process got there first.
       const errno = (err as { errno?: unknown }).errno;
@@ -215,7 +217,7 @@ class MysqlBackend implements Backend {
 
   private async loadTable(conn: mysql.Connection): Promise<KnownTable> {
     const [rows] = await conn.execute<mysql.RowDataPacket[]>(
-      `SELECT COLUMN_NAME AS name, DATA_TYPE AS type, COLUMN_TYPE AS ctype FROM information_schema.COLUMNS
+      timed`SELECT COLUMN_NAME AS name, DATA_TYPE AS type, COLUMN_TYPE AS ctype FROM information_schema.COLUMNS
         WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
       [this.schema ?? null, this.tableName],
     );
@@ -224,7 +226,7 @@ class MysqlBackend implements Backend {
     if (rows.some((r) => String(r.type).toLowerCase() === 'longtext')) {
       try {
         const [checks] = await conn.execute<mysql.RowDataPacket[]>(
-          `SELECT CONSTRAINT_NAME AS name, CHECK_CLAUSE AS clause FROM information_schema.CHECK_CONSTRAINTS
+          timed`SELECT CONSTRAINT_NAME AS name, CHECK_CLAUSE AS clause FROM information_schema.CHECK_CONSTRAINTS
             WHERE CONSTRAINT_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?`,
           [this.schema ?? null, this.tableName],
         );
@@ -291,6 +293,11 @@ class MysqlBackend implements Backend {
     conn.destroy();
     return unreachable(NAME, this.where, err);
   }
+}
+
+/** Works as a function and as a template tag (for the constant queries). */
+function timed(sql: string | TemplateStringsArray): { sql: string; timeout: number } {
+  return { sql: typeof sql === 'string' ? sql : sql.join(''), timeout: QUERY_TIMEOUT_MS };
 }
 
 function kindOfSqlType(type: string, columnType: string): ColumnKind {

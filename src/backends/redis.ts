@@ -104,11 +104,19 @@ class RedisBackend implements Backend {
     });
     // ioredis reports connection trouble as 'error' events; without a listener it prints them.
     client.on('error', (err: unknown) => this.context.log.debug({ err: causeText(err), backend: NAME, where: this.where }, 'backend connection error'));
+    // connectTimeout covers only the TCP connect; a server that accepts and never answers the
+    // ready check would hold connect() for much longer, so the whole handshake gets one deadline.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+    });
     try {
-      await client.connect();
+      await Promise.race([client.connect(), deadline]);
     } catch (err) {
       client.disconnect();
       throw unreachable(NAME, this.where, err);
+    } finally {
+      clearTimeout(timer);
     }
     this.client = client;
     return client;

@@ -201,6 +201,31 @@ export function buildProgram(): Command {
   }
 
   program
+    .command('scale')
+    .description('change the processes or threads of a notch (or the bocca): edits the typology file, then it applies like any edit')
+    .argument('<typology>')
+    .argument('<stage>', 'notch name, or "bocca"')
+    .option('--processes <n>', 'processes', intOption('--processes'))
+    .option('--threads <n>', 'threads per process', intOption('--threads'))
+    .option('-m, --master <host:port>', 'master address', DEFAULT_MASTER)
+    .action(async (typology: string, stage: string, o) => {
+      if (o.processes === undefined && o.threads === undefined) throw new CommanderError(2, 'E_USAGE', 'give --processes and/or --threads');
+      const r = (await request(o.master, 'scale', { typology, stage, processes: o.processes, threads: o.threads })) as { version: number; changes: string[] };
+      out(`typology/${typology} scaled (version ${r.version})`);
+      for (const c of r.changes) out(`  ${c}`);
+    });
+
+  program
+    .command('delete')
+    .description('remove a typology: deletes its file from the workspace; queued items drain first')
+    .argument('<typology>')
+    .option('-m, --master <host:port>', 'master address', DEFAULT_MASTER)
+    .action(async (typology: string, o) => {
+      await request(o.master, 'delete', { typology });
+      out(`typology/${typology} deleted`);
+    });
+
+  program
     .command('replay')
     .description('send dead letters back into the stage that failed them, as a new run')
     .argument('<typology>')

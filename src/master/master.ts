@@ -12,6 +12,7 @@ import { loadTypologyFile } from '../spec/load.js';
 import type { CompiledModule } from '../spec/compile-types.js';
 import { classifyChanges, diffTypologies, formatChange, type CodeOf } from '../spec/diff.js';
 import type { Typology } from '../spec/types.js';
+import { setStageScaling, writeFileAtomic } from '../spec/edit.js';
 import { DeadLetterStore } from './dead-letters.js';
 import { leastLoaded } from './placement.js';
 import { RunBook, summarize, type RunRecord, type RunSummary } from './runs.js';
@@ -38,6 +39,8 @@ export interface MasterOptions {
   heartbeatMs?: number;
   /** A worker silent this long is lost, ms. Default 2000. */
   heartbeatTimeoutMs?: number;
+  /** A stage process silent this long (stuck in synchronous code) is killed and replaced, ms. Default 10000. */
+  stageSilenceMs?: number;
   /** Start schedules. `rezina run --once` turns this off and triggers one run itself. Default true. */
   schedules?: boolean;
   /** Watch the workspace for edits. Default true. */
@@ -279,8 +282,12 @@ export class Master extends EventEmitter {
         codeOf,
         lastFireTime: saved?.lastFireTime,
       };
-      const { journal, restored } = QueueJournal.open(path.join(this.stateDir, 'queues'), t.name);
-      entry.journal = journal;
+      let restored: RestoredChunk[] = [];
+      if (t.persistQueues) {
+        const opened = QueueJournal.open(path.join(this.stateDir, 'queues'), t.name);
+        entry.journal = opened.journal;
+        restored = opened.restored;
+      }
       entry.current = new TypologyVersion(t, modules, version, this.versionHost(entry));
       this.entries.set(t.name, entry);
       if (restored.length > 0) this.restoreRuns(entry, restored);
@@ -541,6 +548,7 @@ export class Master extends EventEmitter {
       leases: new Map(),
       ticks: new Set(),
       startedAt: this.clock.now(),
+      lastSeen: this.clock.now(),
       stageKey,
       version: v,
     };
@@ -591,6 +599,15 @@ export class Master extends EventEmitter {
     for (const w of [...this.workers.values()]) {
       if (now - w.lastSeen > this.heartbeatTimeoutMs) this.workerLost(w, `no heartbeat for ${now - w.lastSeen} ms`);
     }
+    const silence = this.opts.stageSilenceMs ?? 10_000;
+    for (const p of this.procs.values()) {
+      if (p.state !== 'ready' || now - p.lastSeen <= silence || p.killRequested) continue;
+      const w = this.workers.get(p.workerId);
+      if (!w) continue;
+      p.killRequested = true;
+      this.log.error({ typology: p.version.typology.name, stage: p.spec.stage, proc: p.id, silentMs: now - p.lastSeen }, 'stage process stuck; killing it');
+      this.router.send(w.peer, { k: 'w.kill', procId: p.id, graceful: false });
+    }
     this.reconcile();
   }
 
@@ -630,7 +647,10 @@ export class Master extends EventEmitter {
       return;
     }
     const v = p.version;
+    p.lastSeen = this.clock.now();
     switch (h.k) {
+      case 'p.alive':
+        return;
       case 'p.ready':
         return v.onReady(p, Number(h.credit) || 0, Number(h.leaseSize) || 1);
       case 'p.done':
@@ -765,6 +785,27 @@ export class Master extends EventEmitter {
       }
       case 'apply':
         return this.apply(args.files as ApplyFile[], args.dryRun === true);
+      case 'scale': {
+        const e = need();
+        const processes = args.processes === undefined ? undefined : Number(args.processes);
+        const threads = args.threads === undefined ? undefined : Number(args.threads);
+        for (const [k, v] of [['processes', processes], ['threads', threads]] as const) {
+          if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw Object.assign(new Error(`${k} must be a whole number of at least 1, got "${String(args[k])}"`), { code: 'E_USAGE' });
+        }
+        const text = setStageScaling(fs.readFileSync(e.file, 'utf8'), String(args.stage), { processes, threads });
+        // Validate before writing: a scale that would break the file changes nothing.
+        const check = await loadTypologyFile(e.file, { text });
+        if (!check.ok) throw Object.assign(new Error(check.diagnostics.map(formatDiagnostic).join('\n')), { code: 'E_CONFIG', diagnostics: check.diagnostics });
+        writeFileAtomic(e.file, text);
+        await this.reload('apply');
+        return { typology: e.name, version: e.current.version, changes: e.history[e.history.length - 1]!.changes };
+      }
+      case 'delete': {
+        const e = need();
+        fs.rmSync(e.file, { force: true });
+        await this.reload('apply');
+        return { typology: e.name, deleted: e.file };
+      }
       case 'replay':
         return this.replay(need(), Array.isArray(args.ids) ? args.ids.map(String) : undefined);
       default:

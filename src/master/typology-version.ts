@@ -23,6 +23,9 @@ export interface ProcRecord {
   /** Hydrant only: runs whose tick it is working on. */
   ticks: Set<number>;
   startedAt: number;
+  /** Last message from it (ms). */
+  lastSeen: number;
+  killRequested?: boolean;
   /** The stage it belongs to (index into `stages`, or -1 − hydrant index). */
   stageKey: number;
   version: TypologyVersion;

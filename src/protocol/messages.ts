@@ -31,6 +31,7 @@
  *     |-- p.stdout ------------>|   [header, lines]  (stdout bocca; sent before its p.done)
  *     |<------------ p.drain ---|   finish leases, then p.drained and exit
  *     |-- p.error ------------->|   module failed to load: the stage cannot run
+ *     |-- p.alive ------------->|   every second; silence means a stuck event loop
  *
  *   hydrant                   master
  *     |<------------- p.tick ---|   run id
@@ -110,7 +111,8 @@ export type ProcToMaster =
   | { k: 'p.stdout'; n: number }
   | { k: 'p.emit'; run: number; seq: number; n: number }
   | { k: 'p.tickDone'; run: number; count: number; error?: string }
-  | { k: 'p.drained' };
+  | { k: 'p.drained' }
+  | { k: 'p.alive' };
 
 export type MasterToProc =
   | { k: 'p.lease'; lease: number; run: number; n: number }

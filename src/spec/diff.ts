@@ -59,6 +59,7 @@ function view(t: Typology, codeOf?: CodeOf): Record<string, unknown> {
       code: boccaModule ? code(boccaModule) : undefined,
     },
     queueCapacity: t.queueCapacity,
+    persistQueues: t.persistQueues,
   };
 }
 

@@ -934,6 +934,7 @@ function normalize(data: Data, file: string): Typology {
     notches,
     bocca,
     queueCapacity: ((data.queue as Data | undefined)?.capacity as number | undefined) ?? 10_000,
+    persistQueues: ((data.queue as Data | undefined)?.persist as boolean | undefined) ?? true,
   };
 }
 

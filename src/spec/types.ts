@@ -89,4 +89,6 @@ export interface Typology {
   readonly bocca: BoccaSpec;
   /** Bound of each queue between stages, in items. Default 10000. */
   readonly queueCapacity: number;
+  /** Queued items are journaled in the state dir and survive a master restart. Default true. */
+  readonly persistQueues: boolean;
 }

@@ -47,6 +47,9 @@ process.on('disconnect', () => {
   exit(1);
 });
 process.on('SIGTERM', () => void drainAndExit());
+// Proof of life for the master: a process whose event loop is stuck in a
+// synchronous function stops sending these and is killed and replaced.
+setInterval(() => send({ k: 'p.alive' }), 1000).unref();
 process.on('SIGINT', () => {});
 
 async function loadExport(): Promise<unknown> {

@@ -253,6 +253,13 @@ export async function cliJson<T = unknown>(args: readonly string[], master: stri
   }
 }
 
+/** `rezina describe NAME --master ADDR` (it prints JSON), parsed. */
+export async function describeJson<T = unknown>(typology: string, master: string, timeoutMs = 20_000): Promise<T> {
+  const r = await runCli(['describe', typology, '--master', master], { timeoutMs, name: `describe ${typology}` });
+  if (r.code !== 0) throw new Error(`rezina describe ${typology} failed\n${r.describe()}`);
+  return JSON.parse(r.stdout) as T;
+}
+
 // ---------------------------------------------------------------------------
 // Cleanup registry
 
