@@ -217,8 +217,8 @@ class MysqlBackend implements Backend {
 
   private async loadTable(conn: mysql.Connection): Promise<KnownTable> {
     const [rows] = await conn.execute<mysql.RowDataPacket[]>(
-      timed`SELECT COLUMN_NAME AS name, DATA_TYPE AS type, COLUMN_TYPE AS ctype FROM information_schema.COLUMNS
-        WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
+      timed(`SELECT COLUMN_NAME AS name, DATA_TYPE AS type, COLUMN_TYPE AS ctype FROM information_schema.COLUMNS
+        WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`),
       [this.schema ?? null, this.tableName],
     );
     // MariaDB's JSON is LONGTEXT plus a CHECK (json_valid(col)) named after the column; MySQL 8 has a real json type.
@@ -226,8 +226,8 @@ class MysqlBackend implements Backend {
     if (rows.some((r) => String(r.type).toLowerCase() === 'longtext')) {
       try {
         const [checks] = await conn.execute<mysql.RowDataPacket[]>(
-          timed`SELECT CONSTRAINT_NAME AS name, CHECK_CLAUSE AS clause FROM information_schema.CHECK_CONSTRAINTS
-            WHERE CONSTRAINT_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?`,
+          timed(`SELECT CONSTRAINT_NAME AS name, CHECK_CLAUSE AS clause FROM information_schema.CHECK_CONSTRAINTS
+            WHERE CONSTRAINT_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?`),
           [this.schema ?? null, this.tableName],
         );
         for (const c of checks) if (/json_valid/i.test(String(c.clause))) jsonColumns.add(String(c.name));
@@ -295,9 +295,8 @@ class MysqlBackend implements Backend {
   }
 }
 
-/** Works as a function and as a template tag (for the constant queries). */
-function timed(sql: string | TemplateStringsArray): { sql: string; timeout: number } {
-  return { sql: typeof sql === 'string' ? sql : sql.join(''), timeout: QUERY_TIMEOUT_MS };
+function timed(sql: string): { sql: string; timeout: number } {
+  return { sql, timeout: QUERY_TIMEOUT_MS };
 }
 
 function kindOfSqlType(type: string, columnType: string): ColumnKind {

@@ -162,16 +162,22 @@ describe('master + two workers: apply, run, describe, reconfigure', () => {
       },
       { timeoutMs: 20_000, what: 'addOne to run 4 processes', context },
     );
-    expect(d.version).toBe(2);
     expect(d.stages.find((s) => s.name === 'addOne')!.desired).toBe('4×5');
     expect(d.history.at(-1)).toMatchObject({ version: 2, source: 'apply', kind: 'scale', changes: ['notches[addOne].processes 10 → 4'] });
     const rows = await cliJson<TypologyRow[]>(['get', 'typologies'], master.address);
-    expect(rows.find((t) => t.name === 'numericalcalc')).toMatchObject({ version: 2, status: 'running', processes: '13/13' });
+    expect(rows.find((t) => t.name === 'numericalcalc')).toMatchObject({ status: 'running', processes: '13/13' });
+    // The version a typology shows is the one applied last (SPEC: "Every typology shows its applied version").
+    expect({ describe: d.version, getTypologies: rows.find((t) => t.name === 'numericalcalc')!.version }).toEqual({ describe: 2, getTypologies: 2 });
   });
 
   describe('invalid files are refused and the running typology is untouched', () => {
     let badDir: string;
-    beforeAll(() => {
+    /** What the master showed before the refused applies. */
+    let before: { row: TypologyRow; history: Described['history'] };
+    beforeAll(async () => {
+      const rows = await cliJson<TypologyRow[]>(['get', 'typologies'], master.address);
+      before = { row: rows.find((t) => t.name === 'numericalcalc')!, history: (await describeTypology()).history };
+      expect(before.row).toMatchObject({ status: 'running', processes: '13/13' });
       badDir = makeTempDir('apply-bad');
       for (const f of ['numericalcalc-invalid.yaml', 'numericalcalc-missing-function.yaml']) fs.copyFileSync(path.join(E2E_FIXTURES, 'apply', f), path.join(badDir, f));
       fs.copyFileSync(path.join(srcDir, 'numericalcalc.ts'), path.join(badDir, 'numericalcalc.ts'));
@@ -212,11 +218,13 @@ describe('master + two workers: apply, run, describe, reconfigure', () => {
         // What runs is what ran before.
         const rows = await cliJson<TypologyRow[]>(['get', 'typologies'], master.address);
         expect(rows).toHaveLength(1);
-        expect(rows[0]).toMatchObject({ name: 'numericalcalc', version: 2, status: 'running', processes: '13/13' });
+        // Same version, status, process count, applied-at; no error recorded.
+        expect(rows[0]).toEqual(before.row);
         expect(rows[0]!.error ?? undefined).toBeUndefined();
         expect(fs.readFileSync(path.join(master.workspace, 'numericalcalc.yaml'), 'utf8')).toBe(appliedText);
         const d = await describeTypology();
-        expect(d.history.map((h) => h.version)).toEqual([1, 2]);
+        expect(d.history).toEqual(before.history);
+        expect(d.stages.find((s) => s.name === 'addOne')!.desired).toBe('4×5');
       });
     }
 
@@ -227,9 +235,27 @@ describe('master + two workers: apply, run, describe, reconfigure', () => {
         async () => (await cliJson<RunRow[]>(['get', 'runs', 'numericalcalc'], master.address)).find((x) => x.id === 2 && x.status === 'finished'),
         { timeoutMs: 25_000, what: 'run 2 to finish', context },
       );
-      expect(run).toMatchObject({ version: 2, in: 50, out: 40, dropped: 10, failed: 0 });
+      expect(run).toMatchObject({ in: 50, out: 40, dropped: 10, failed: 0 });
       expect(master.process.running).toBe(true);
       expect(workerA.running && workerB.running).toBe(true);
+    });
+
+    it('an invalid edit saved in the workspace shows the same errors and keeps the last good version', { timeout: 30_000 }, async () => {
+      const wsYaml = path.join(master.workspace, 'numericalcalc.yaml');
+      fs.copyFileSync(path.join(badDir, 'numericalcalc-invalid.yaml'), wsYaml);
+      const row = await pollUntil(
+        async () => (await cliJson<TypologyRow[]>(['get', 'typologies'], master.address)).find((t) => t.name === 'numericalcalc' && t.status !== 'running'),
+        { timeoutMs: 10_000, what: 'the master to notice the invalid edit', context },
+      );
+      expect(row).toMatchObject({ version: before.row.version, status: 'degraded: invalid spec', processes: '13/13' });
+      expect(row.error!.split('\n')).toEqual(cases[0]!.errors(wsYaml));
+
+      fs.writeFileSync(wsYaml, appliedText);
+      const back = await pollUntil(
+        async () => (await cliJson<TypologyRow[]>(['get', 'typologies'], master.address)).find((t) => t.name === 'numericalcalc' && t.status === 'running'),
+        { timeoutMs: 10_000, what: 'the typology to be valid again', context },
+      );
+      expect(back).toEqual(before.row);
     });
   });
 });
