@@ -1,7 +1,7 @@
 import type mysql from 'mysql2/promise';
 import type { Backend, BackendContext, BackendFactory } from './types.js';
 import { BackendError, closedError, encodeFailed, unreachable, writeFailed } from './backend-error.js';
-import { type Column, type ColumnKind, type ColumnNaming, SYSTEM_COLUMNS, describeValue, kindOf, planBatch, rowsPerStatement, splitQualified } from './columns.js';
+import { type BatchPlan, type Column, type ColumnKind, type ColumnNaming, SYSTEM_COLUMNS, describeValue, kindOf, planBatch, rowsPerStatement, splitQualified } from './columns.js';
 import { toJson } from './json-line.js';
 import { optionalString, requiredString } from './options.js';
 import { Serial } from './serial.js';
@@ -180,7 +180,7 @@ class MysqlBackend implements Backend {
     }
   }
 
-  private async prepare(conn: mysql.Connection, items: readonly unknown[]) {
+  private async prepare(conn: mysql.Connection, items: readonly unknown[]): Promise<BatchPlan> {
     let table = this.known ?? (await this.loadTable(conn));
     let plan = planBatch(items, table.columns, naming);
     for (let attempt = 0; plan.add.length > 0 || plan.widen.length > 0 || !table.exists; attempt++) {

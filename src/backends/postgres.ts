@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Backend, BackendContext, BackendFactory } from './types.js';
 import { BackendError, closedError, encodeFailed, unreachable, writeFailed } from './backend-error.js';
 import {
+  type BatchPlan,
   type Column,
   type ColumnKind,
   type ColumnNaming,
@@ -180,7 +181,7 @@ class PostgresBackend implements Backend {
   }
 
   /** Makes sure the table has every column the batch needs; returns the plan against the real table. */
-  private async prepare(client: pg.Client, items: readonly unknown[]) {
+  private async prepare(client: pg.Client, items: readonly unknown[]): Promise<BatchPlan> {
     let table = this.known ?? (await this.loadTable(client));
     let plan = planBatch(items, table.columns, naming);
     for (let attempt = 0; plan.add.length > 0 || plan.widen.length > 0 || !table.exists; attempt++) {

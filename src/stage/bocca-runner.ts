@@ -3,6 +3,8 @@ import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { CreditPolicy } from './credit.js';
 import type { Send } from './notch-runner.js';
+import type { Failure } from '../protocol/messages.js';
+import { encode } from '../protocol/codec.js';
 
 export interface BoccaRunnerOptions {
   mode: 'stream' | 'batch';
@@ -18,6 +20,8 @@ interface Lease {
 }
 
 const MAX_BACKOFF_MS = 5000;
+/** A write the backend refuses (not a connection problem) is tried this often before the batch is split. */
+const REFUSED_WRITE_ATTEMPTS = 4;
 
 /**
  * Feeds leased items to a backend. A lease is acknowledged only after its
@@ -109,34 +113,60 @@ export class BoccaRunner {
     this.active++;
     const items = leases.length === 1 ? leases[0]!.items : leases.flatMap((l) => l.items);
     const started = performance.now();
-    void this.writeUntilDone(items, leases[0]!.run).then(() => {
+    void this.writeResilient(items, leases[0]!.run).then((failed) => {
       this.active--;
       this.credit.observe(items.length, performance.now() - started);
       const lines = this.takeLines();
       if (lines.length > 0) this.send({ k: 'p.stdout', n: lines.length }, Buffer.from(lines.join('\n') + '\n'));
+      let offset = 0;
       for (const l of leases) {
+        const mine = failed.filter((f) => f.index >= offset && f.index < offset + l.items.length);
+        offset += l.items.length;
         this.held -= l.items.length;
         const credit = this.draining ? 0 : this.topUp();
-        this.send({ k: 'p.done', lease: l.id, out: l.items.length, dropped: 0, failures: [], credit, leaseSize: this.leaseSize() }, Buffer.alloc(0));
+        const failures: Failure[] = mine.map((f) => ({ error: f.error, attempts: f.attempts }));
+        const frames: Buffer[] = [Buffer.alloc(0)];
+        if (mine.length > 0) frames.push(encode(mine.map((f) => items[f.index])));
+        this.send({ k: 'p.done', lease: l.id, out: l.items.length - mine.length, dropped: 0, failures, credit, leaseSize: this.leaseSize() }, ...frames);
       }
       if (this.draining && this.held === 0) this.onIdle?.();
       this.pump();
     });
   }
 
-  private async writeUntilDone(items: unknown[], run: number): Promise<void> {
+  /**
+   * Writes until it succeeds. A backend that cannot be reached is retried with
+   * backoff for as long as it takes (nothing is lost); a write the backend
+   * refuses is retried a few times, then the batch is halved until the items
+   * it refuses are found: those become dead letters, the rest is written.
+   */
+  private async writeResilient(items: unknown[], run: number): Promise<Array<{ index: number; error: string; attempts: number }>> {
     let backoff = 100;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.backend.write(items);
         if (attempt > 1) this.log.info({ run, attempt }, 'bocca write succeeded after retrying');
-        return;
+        return [];
       } catch (err) {
         if (this.closed) throw err;
         this.takeLines(); // a failed write's partial lines would be printed twice
-        this.log.warn({ run, attempt, items: items.length, err: describeError(err), retryInMs: backoff }, 'bocca write failed; retrying');
-        await new Promise((r) => setTimeout(r, backoff));
-        backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+        const e = err as { code?: string; retryable?: boolean };
+        const unreachable = e.code === 'E_BACKEND_UNREACHABLE';
+        const retry = unreachable || (e.retryable !== false && attempt < REFUSED_WRITE_ATTEMPTS);
+        if (retry) {
+          this.log.warn({ run, attempt, items: items.length, err: describeError(err), retryInMs: backoff }, 'bocca write failed; retrying');
+          await new Promise((r) => setTimeout(r, backoff));
+          backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+          continue;
+        }
+        if (items.length === 1) {
+          this.log.error({ run, err: describeError(err), attempts: attempt }, 'bocca refused an item; dead-lettered');
+          return [{ index: 0, error: describeError(err), attempts: attempt }];
+        }
+        const mid = items.length >> 1;
+        const left = await this.writeResilient(items.slice(0, mid), run);
+        const right = await this.writeResilient(items.slice(mid), run);
+        return [...left, ...right.map((f) => ({ ...f, index: f.index + mid }))];
       }
     }
   }

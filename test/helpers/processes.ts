@@ -8,7 +8,7 @@
  * a worker's stage processes are forked without `detached`, so they share the
  * group and `process.kill(-pid, 'SIGKILL')` takes them down together.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -213,6 +213,17 @@ let sharedCwd: string | undefined;
 function defaultCwd(): string {
   if (!sharedCwd || !fs.existsSync(sharedCwd)) sharedCwd = makeTempDir('cwd');
   return sharedCwd;
+}
+
+/** PIDs of the live (not zombie) processes in process group `pgid`, from `ps`. */
+export function livePidsInGroup(pgid: number): number[] {
+  const out = execFileSync('ps', ['-eo', 'pid=,pgid=,stat='], { encoding: 'utf8' });
+  const pids: number[] = [];
+  for (const line of out.split('\n')) {
+    const [pid, group, stat] = line.trim().split(/\s+/);
+    if (Number(group) === pgid && stat && !stat.startsWith('Z')) pids.push(Number(pid));
+  }
+  return pids;
 }
 
 function tail(text: string, max = 12_000): string {

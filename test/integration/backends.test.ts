@@ -530,6 +530,16 @@ describe.each(cases)('$label backend', (c) => {
     expect(await t.readBack()).toEqual(c.expected([{ x: 1 }, { y: 'from b' }, { y: 'from a', z: 2.5 }, { x: 4, z: 5.5 }]));
   });
 
+  it('concurrent write() calls (threads > 1) are all stored, each batch whole', async () => {
+    const t = await fresh();
+    const backend = await make(t);
+    const batches = Array.from({ length: 6 }, (_, b) => Array.from({ length: 25 }, (__, i) => ({ b, i })));
+    await Promise.all(batches.map((batch) => backend.write(batch)));
+    const stored = (await t.readBack()) as { b: number; i: number }[];
+    expect(stored).toHaveLength(150);
+    expect([...stored].sort((x, y) => x.b - y.b || x.i - y.i)).toEqual(c.expected(batches.flat()));
+  });
+
   it('a fresh writer learns the column types from the table', async () => {
     const t = await fresh();
     const a = await make(t);
@@ -760,6 +770,43 @@ describe('file backend', () => {
     await b.write([{ a: 1 }, 'two']);
     await b.close();
     expect(readFileSync(path, 'utf8')).toBe('{"a":1}\n"two"\n');
+  });
+});
+
+describe('redis backend', () => {
+  it('a key of another type is a clear, non-retryable error', async () => {
+    const key = `${uniqueId()}:string`;
+    const redis = new Redis(REDIS_URL);
+    try {
+      await redis.set(key, 'not a list');
+      const b = await registry.get('redis')!({ key }, { typology: 't', processIndex: 0, mode: 'batch', writeLine: () => undefined, log: silentLogger() });
+      const err = await rejection(b.write([{ a: 1 }]), 5000);
+      expect(err.message).toMatch(new RegExp(`^redis at 127\\.0\\.0\\.1:6379 key "${key}": write failed: WRONGTYPE`));
+      expect(err.retryable).toBe(false);
+      await b.close();
+    } finally {
+      await redis.del(key);
+      await redis.quit();
+    }
+  });
+});
+
+describe('postgres backend', () => {
+  it('accepts a schema-qualified table', async () => {
+    const name = uniqueId();
+    const b = await registry.get('postgres')!({ url: PG_URL, table: `public.${name}` }, { typology: 't', processIndex: 0, mode: 'batch', writeLine: () => undefined, log: silentLogger() });
+    const client = new pg.Client({ connectionString: PG_URL });
+    await client.connect();
+    try {
+      await b.write([{ a: 1 }]);
+      await b.write([{ a: 2, b: 'new' }]);
+      await b.close();
+      const { rows } = await client.query(`SELECT a, b FROM public."${name}" ORDER BY _id`);
+      expect(rows).toEqual([{ a: '1', b: null }, { a: '2', b: 'new' }]);
+    } finally {
+      await client.query(`DROP TABLE IF EXISTS public."${name}"`);
+      await client.end();
+    }
   });
 });
 
