@@ -9,8 +9,11 @@
  *      oneWordConditionsForCity(answer), result thrown away
  *
  * Two HTTP clients:
- * - `http-agent`: node:http `http.get` with one keep-alive `http.Agent`
- *   (maxSockets = concurrency) — the textbook hand-written program.
+ * - `http-agent`: node:http `http.get` with keep-alive `http.Agent`s, as the
+ *   module's first version did: 64 agents taken in turn, together holding
+ *   `concurrency` sockets. (One Agent with 12,500 sockets does not work:
+ *   Agent keeps its sockets in arrays searched linearly, and on this machine
+ *   every request of a 2 × 12,500 run timed out.)
  * - `module`: the pipeline module's own `getCityWeather` (its HttpJsonClient,
  *   pipelines/lib/http-json-client.ts) — the same client code rezina runs, so
  *   the ratio to it is rezina's own overhead.
@@ -30,6 +33,7 @@ import { forkGroup, killGroup, message, timeout, exited } from '../lib/procs.mjs
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SELF), '../..');
 const CACHE = path.join(ROOT, 'node_modules/.cache/rezina-bench');
+const AGENT_SHARDS = 64;
 
 /** Bundle pipelines/cityweather.ts (and its local imports) to an importable .mjs; bare imports stay external. */
 export async function bundleCityweather() {
@@ -98,13 +102,15 @@ async function child() {
   const mod = await import(pathToFileURL(process.env.BENCH_BUNDLE).href);
   const concurrency = Number(process.env.BENCH_CONCURRENCY);
   const base = process.env.REZINA_WEATHER_URL.replace(/\/+$/, '');
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency, timeout: 60_000 });
+  const agents = Array.from({ length: AGENT_SHARDS }, () => new http.Agent({ keepAlive: true, maxSockets: Math.ceil(concurrency / AGENT_SHARDS), timeout: 60_000 }));
+  let nextAgent = 0;
 
   /** node:http + keep-alive Agent: GET, parse JSON, shape like getCityWeather does. */
   const viaAgent = (city) =>
     new Promise((resolve, reject) => {
       const url = `${base}/v1/forecast?latitude=${city.latitude}&longitude=${city.longitude}&current_weather=true`;
-      const req = http.get(url, { agent, headers: { accept: 'application/json' } }, (res) => {
+      nextAgent = (nextAgent + 1) % AGENT_SHARDS;
+      const req = http.get(url, { agent: agents[nextAgent], headers: { accept: 'application/json' } }, (res) => {
         res.setEncoding('utf8');
         let body = '';
         res.on('data', (s) => (body += s));

@@ -87,7 +87,9 @@ export function buildProgram(): Command {
       const loaded = await loadTypologyFile(abs);
       if (!loaded.ok) throw new ConfigError(`${file} is not valid`, loaded.diagnostics);
       const log = createLogger('rezina', {}, o.verbose ? 'info' : 'warn');
-      const master = await Master.create({ files: [abs], port: o.port, stateDir: o.stateDir, schedules: !o.once, watch: !o.once, rememberOnce: false, log });
+      // The worker shares this process's event loop: forking many stage processes
+      // can stall it for seconds, which must not count as a lost worker.
+      const master = await Master.create({ files: [abs], port: o.port, stateDir: o.stateDir, schedules: !o.once, watch: !o.once, rememberOnce: false, heartbeatTimeoutMs: 15_000, log });
       const worker = await Worker.create({ master: `127.0.0.1:${master.port}`, name: 'local', log: log.child({ worker: 'local' }) });
       const stop = async (reason: string) => {
         await master.shutdown(reason);

@@ -594,8 +594,19 @@ export class Master extends EventEmitter {
     this.reconcile();
   }
 
+  private lastMaintain = 0;
+
   private maintain(): void {
     const now = this.clock.now();
+    // If this process itself was stalled (a busy event loop, a paused VM),
+    // heartbeats may be waiting unread in the socket: judge no one on it.
+    const gap = this.lastMaintain > 0 ? now - this.lastMaintain : 0;
+    this.lastMaintain = now;
+    if (gap > this.heartbeatTimeoutMs / 2) {
+      this.log.warn({ stalledMs: gap }, 'master was stalled; heartbeat deadlines extended');
+      for (const w of this.workers.values()) w.lastSeen = Math.max(w.lastSeen, now);
+      for (const p of this.procs.values()) p.lastSeen = Math.max(p.lastSeen, now);
+    }
     for (const w of [...this.workers.values()]) {
       if (now - w.lastSeen > this.heartbeatTimeoutMs) this.workerLost(w, `no heartbeat for ${now - w.lastSeen} ms`);
     }
