@@ -82,9 +82,14 @@ export class Worker {
     this.hello = setInterval(send, 1000);
   }
 
+  private lastCheck = 0;
+
   private beat(): void {
-    if (this.state !== 'joined') return;
     const now = Date.now();
+    // A stall of this process (busy event loop) is not the master's silence.
+    if (this.lastCheck > 0 && now - this.lastCheck > 1000) this.lastMaster = Math.max(this.lastMaster, now);
+    this.lastCheck = now;
+    if (this.state !== 'joined') return;
     if (now - this.lastMaster > (this.opts.masterTimeoutMs ?? 3000)) {
       this.log.warn('master silent; joining again');
       this.setState('connecting');
