@@ -120,9 +120,12 @@ const client = new HttpJsonClient();
  * The current weather of `city`, from `${REZINA_WEATHER_URL}/v1/forecast`.
  * Throws a `WeatherServiceError` (with `status` and a body excerpt) on a
  * non-2xx answer, and an Error on a timeout, a refused or broken connection,
- * or an answer without `current_weather`.
+ * or an answer without `current_weather`. rezina passes `{ signal, attempt }`
+ * as the second argument (the function declares one), and aborts the signal
+ * at the notch's `timeout`, so a timed-out request frees its socket at once.
  */
-export async function getCityWeather(city: City, options: GetCityWeatherOptions = {}): Promise<CityWeather> {
+export async function getCityWeather(city: City, maybeOptions?: GetCityWeatherOptions): Promise<CityWeather> {
+  const options = maybeOptions ?? {};
   if (city === null || typeof city !== 'object' || !Number.isFinite(city.latitude) || !Number.isFinite(city.longitude)) {
     throw new TypeError(`getCityWeather: expected a city with numeric latitude and longitude, got ${excerpt(city)}`);
   }

@@ -38,34 +38,57 @@ class TimeoutError extends Error {
   }
 }
 
-function withTimeout(p: PromiseLike<unknown>, ms: number | undefined): Promise<unknown> {
+/** What a notch that declares a second parameter receives: `fn(item, { signal, attempt })`. */
+export interface CallContext {
+  /** Aborted when the call's `timeout` passes, so fetches and queries can stop. */
+  signal: AbortSignal;
+  /** 1 for the first try, 2 for the first retry, … */
+  attempt: number;
+}
+
+function withTimeout(p: PromiseLike<unknown>, ms: number | undefined, controller?: AbortController): Promise<unknown> {
   if (ms === undefined) return Promise.resolve(p);
   let timer: NodeJS.Timeout;
   return Promise.race([
     Promise.resolve(p),
     new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new TimeoutError(ms)), ms);
+      timer = setTimeout(() => {
+        const err = new TimeoutError(ms);
+        controller?.abort(err);
+        reject(err);
+      }, ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/** Calls fn, with a context as last argument when it wants one. */
+function call(fn: (...a: unknown[]) => unknown, args: unknown[], attempt: number, withContext: boolean): { value: unknown; controller?: AbortController } {
+  if (!withContext) return { value: fn(...args) };
+  const controller = new AbortController();
+  const ctx: CallContext = { signal: controller.signal, attempt };
+  return { value: fn(...args, ctx), controller };
 }
 
 /**
  * Calls `fn(...args)`. A synchronous success returns the outcome directly
  * (no promise, the fast path for cheap functions); anything async, and every
  * retry, goes through a promise. A hung call is abandoned at the timeout —
- * JavaScript cannot cancel it — and counts as a failed attempt.
+ * JavaScript cannot force it to stop, so a function that declares one more
+ * parameter than `args` gets a `CallContext` whose signal aborts then — and
+ * counts as a failed attempt.
  */
 export function invoke(fn: (...a: unknown[]) => unknown, args: unknown[], opts: InvokeOptions): Outcome | Promise<Outcome> {
-  let first: unknown;
+  const withContext = fn.length > args.length;
+  let first: ReturnType<typeof call>;
   try {
-    first = fn(...args);
+    first = call(fn, args, 1, withContext);
   } catch (err) {
-    return retryAfter(fn, args, opts, err, 1);
+    return retryAfter(fn, args, opts, err, 1, withContext);
   }
-  if (!isThenable(first)) return { ok: true, value: first };
-  return withTimeout(first, opts.timeoutMs).then(
+  if (!isThenable(first.value)) return { ok: true, value: first.value };
+  return withTimeout(first.value, opts.timeoutMs, first.controller).then(
     (value): Outcome => ({ ok: true, value }),
-    (err) => retryAfter(fn, args, opts, err, 1),
+    (err) => retryAfter(fn, args, opts, err, 1, withContext),
   );
 }
 
@@ -75,12 +98,20 @@ async function retryAfter(
   opts: InvokeOptions,
   lastErr: unknown,
   attempts: number,
+  withContext: boolean,
 ): Promise<Outcome> {
   while (attempts <= opts.retries) {
     await sleep(opts.retryBackoffMs * 2 ** (attempts - 1));
     attempts++;
     try {
-      const value = await withTimeout(Promise.resolve().then(() => fn(...args)), opts.timeoutMs);
+      let controller: AbortController | undefined;
+      const attempt = attempts;
+      const p = Promise.resolve().then(() => {
+        const c = call(fn, args, attempt, withContext);
+        controller = c.controller;
+        return c.value;
+      });
+      const value = await withTimeout(p, opts.timeoutMs, { abort: (r?: unknown) => controller?.abort(r) } as AbortController);
       return { ok: true, value };
     } catch (err) {
       lastErr = err;
