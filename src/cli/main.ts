@@ -175,7 +175,7 @@ export function buildProgram(): Command {
       });
   listing('typologies', ['name', 'version', 'status', 'processes', 'runsInProgress', 'nextRun', 'applied']);
   listing('workers', ['name', 'host', 'pid', 'processes', 'threads', 'lastSeenMs']);
-  listing('runs', ['typology', 'id', 'version', 'status', 'seconds', 'in', 'out', 'dropped', 'failed']);
+  listing('runs', ['typology', 'id', 'version', 'status', 'seconds', 'in', 'out', 'dropped', 'failed', 'errors']);
   listing('deadletters', ['id', 'typology', 'stage', 'run', 'attempts', 'error', 'at']);
 
   program

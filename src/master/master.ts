@@ -317,7 +317,7 @@ export class Master extends EventEmitter {
       existing.backoff.clear();
     } else {
       // Schedule and scale changes keep the running version and its processes.
-      existing.current.rescale(t);
+      existing.current.rescale(t, version);
     }
     if (existing.ticker) existing.ticker.update(t.schedule);
     else if (changes.some((c) => c.path.startsWith('schedule.'))) this.startTicker(existing);

@@ -87,7 +87,8 @@ export class TypologyVersion {
   constructor(
     public typology: Typology,
     public modules: ReadonlyMap<string, CompiledModule>,
-    readonly version: number,
+    /** The applied version number; schedule and scale changes raise it without a new TypologyVersion. */
+    public version: number,
     readonly host: VersionHost,
   ) {
     const hashOf = (file: string) => modules.get(file)?.hash;
@@ -147,8 +148,9 @@ export class TypologyVersion {
   }
 
   /** Scale in place (processes/threads changed, nothing else). */
-  rescale(typology: Typology): void {
+  rescale(typology: Typology, version: number): void {
     this.typology = typology;
+    this.version = version;
     const specs = [...typology.notches, typology.bocca];
     this.stages.forEach((s, i) => {
       s.processes = specs[i]!.processes;
