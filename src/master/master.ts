@@ -662,6 +662,12 @@ export class Master extends EventEmitter {
     switch (h.k) {
       case 'p.alive':
         return;
+      case 'p.orphaned': {
+        // A stage process whose worker died: no need to wait for heartbeats to time out.
+        const w = this.workers.get(p.workerId);
+        if (w) this.workerLost(w, `its stage process ${p.id} reports it gone`);
+        return;
+      }
       case 'p.ready':
         return v.onReady(p, Number(h.credit) || 0, Number(h.leaseSize) || 1);
       case 'p.done':

@@ -32,6 +32,7 @@
  *     |<------------ p.drain ---|   finish leases, then p.drained and exit
  *     |-- p.error ------------->|   module failed to load: the stage cannot run
  *     |-- p.alive ------------->|   every second; silence means a stuck event loop
+ *     |-- p.orphaned ---------->|   its worker died (IPC channel closed): the worker is lost
  *
  *   hydrant                   master
  *     |<------------- p.tick ---|   run id
@@ -112,7 +113,8 @@ export type ProcToMaster =
   | { k: 'p.emit'; run: number; seq: number; n: number }
   | { k: 'p.tickDone'; run: number; count: number; error?: string }
   | { k: 'p.drained' }
-  | { k: 'p.alive' };
+  | { k: 'p.alive' }
+  | { k: 'p.orphaned' };
 
 export type MasterToProc =
   | { k: 'p.lease'; lease: number; run: number; n: number }

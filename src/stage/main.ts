@@ -44,6 +44,9 @@ function exit(code: number): void {
 // worker closes (worker killed), this process exits rather than run orphaned.
 process.on('disconnect', () => {
   log.warn('worker gone; exiting');
+  // Telling the master first lets it replace the whole worker at once instead
+  // of waiting for the worker's heartbeats to time out.
+  send({ k: 'p.orphaned' });
   exit(1);
 });
 process.on('SIGTERM', () => void drainAndExit());
