@@ -41,6 +41,8 @@ export interface MasterOptions {
   heartbeatTimeoutMs?: number;
   /** A stage process silent this long (stuck in synchronous code) is killed and replaced, ms. Default 10000. */
   stageSilenceMs?: number;
+  /** A typology whose file disappeared is removed only if it stays away this long, ms. Default 1500. */
+  removeGraceMs?: number;
   /** Start schedules. `rezina run --once` turns this off and triggers one run itself. Default true. */
   schedules?: boolean;
   /** Watch the workspace for edits. Default true. */
@@ -100,6 +102,8 @@ interface Entry {
   codeOf: CodeOf;
   journal?: QueueJournal;
   lastFireTime?: number;
+  /** When its file was first seen missing (removal waits `removeGraceMs`). */
+  missingSince?: number;
 }
 
 export interface ApplyOutcome {
@@ -137,6 +141,8 @@ export class Master extends EventEmitter {
   private maintenance?: NodeJS.Timeout;
   private reloading: Promise<void> | undefined;
   private reloadAgain = false;
+  /** Set by `rezina delete`: that removal is meant, no grace period. */
+  private immediateRemoval = false;
   private stopped?: () => void;
   private readonly finished: Promise<void>;
   readonly stateDir: string;
@@ -242,9 +248,18 @@ export class Master extends EventEmitter {
       outcomes.push(this.applyLoaded(t, result.modules, source));
     }
     // Files gone (or now declaring another name): drain and remove their typologies.
+    const now = this.clock.now();
+    const grace = this.immediateRemoval ? 0 : (this.opts.removeGraceMs ?? 1500);
     for (const e of [...this.entries.values()]) {
-      if (claimed.get(e.name) !== e.file && !(claimed.has(e.name))) this.removeEntry(e, 'file deleted');
-      else if (claimed.get(e.name) !== e.file) e.file = claimed.get(e.name)!;
+      if (claimed.has(e.name)) {
+        e.missingSince = undefined;
+        if (claimed.get(e.name) !== e.file) e.file = claimed.get(e.name)!;
+        continue;
+      }
+      // Editors delete and recreate files: a typology goes only once its file stayed away.
+      e.missingSince ??= now;
+      if (now - e.missingSince >= grace) this.removeEntry(e, 'file deleted');
+      else setTimeout(() => void this.reload('edit'), grace - (now - e.missingSince) + 10).unref();
     }
     this.reconcile();
     this.emit('reloaded', outcomes);
@@ -309,7 +324,9 @@ export class Master extends EventEmitter {
     existing.history.push({ version, appliedAt: at, source, kind, changes: described });
     existing.codeOf = codeOf;
     existing.stageError = undefined;
-    if (kind === 'version') {
+    if (kind === 'code') {
+      existing.current.updateCode(t, modules, version);
+    } else if (kind === 'version') {
       const old = existing.current;
       old.draining = true;
       existing.retiring.push(old);
@@ -503,19 +520,33 @@ export class Master extends EventEmitter {
   }
 
   private ensureProcs(entry: Entry, v: TypologyVersion, draining: boolean): void {
+    const live = (procs: Set<ProcRecord>) => [...procs].filter((p) => p.state === 'starting' || p.state === 'ready');
+    const roll = (procs: ProcRecord[], base: { moduleHash?: string }, want: number, spawn: () => unknown) => {
+      // New code: start one new process at a time; retire an old one for each that is ready.
+      const fresh = procs.filter((p) => !TypologyVersion.outdated(p, base));
+      const old = procs.filter((p) => TypologyVersion.outdated(p, base));
+      if (!fresh.some((p) => p.state === 'starting') && fresh.length < want) spawn();
+      const excess = fresh.filter((p) => p.state === 'ready').length + old.length - want;
+      for (const p of old.slice(0, Math.max(0, excess))) this.stopProc(p);
+    };
     if (!draining) {
       v.hydrants.forEach((h, i) => {
-        const live = [...h.procs].filter((p) => p.state === 'starting' || p.state === 'ready');
-        if (live.length === 0) this.spawn(entry, v, h.name, -1 - i);
+        const procs = live(h.procs);
+        if (procs.some((p) => TypologyVersion.outdated(p, h.base))) roll(procs, h.base, 1, () => this.spawn(entry, v, h.name, -1 - i));
+        else if (procs.length === 0) this.spawn(entry, v, h.name, -1 - i);
       });
     }
     v.stages.forEach((s, i) => {
-      const live = [...s.procs].filter((p) => p.state === 'starting' || p.state === 'ready');
+      const procs = live(s.procs);
       const want = draining ? Math.min(1, s.processes) || 1 : s.processes;
-      for (let n = live.length; n < want; n++) if (!this.spawn(entry, v, s.name, i)) break;
-      if (!draining && live.length > want) {
+      if (!draining && procs.some((p) => TypologyVersion.outdated(p, s.base))) {
+        roll(procs, s.base, want, () => this.spawn(entry, v, s.name, i));
+        return;
+      }
+      for (let n = procs.length; n < want; n++) if (!this.spawn(entry, v, s.name, i)) break;
+      if (!draining && procs.length > want) {
         // Scale down: the newest go first, each after finishing what it holds.
-        for (const p of live.slice(want).reverse()) this.stopProc(p);
+        for (const p of procs.slice(want).reverse()) this.stopProc(p);
       }
     });
   }
@@ -820,7 +851,12 @@ export class Master extends EventEmitter {
       case 'delete': {
         const e = need();
         fs.rmSync(e.file, { force: true });
-        await this.reload('apply');
+        this.immediateRemoval = true;
+        try {
+          await this.reload('apply');
+        } finally {
+          this.immediateRemoval = false;
+        }
         return { typology: e.name, deleted: e.file };
       }
       case 'replay':

@@ -161,11 +161,38 @@ export class TypologyVersion {
     });
   }
 
+  /**
+   * Module code changed (nothing else structural): the stages whose code
+   * changed get the new module hash; the master then replaces their processes
+   * one at a time (see `outdated`).
+   */
+  updateCode(typology: Typology, modules: ReadonlyMap<string, CompiledModule>, version: number): void {
+    this.rescale(typology, version);
+    this.modules = modules;
+    const hashOf = (file: string) => modules.get(file)?.hash;
+    typology.hydrants.forEach((h, i) => {
+      this.hydrants[i]!.base = { ...this.hydrants[i]!.base, moduleHash: hashOf(h.module), version };
+    });
+    typology.notches.forEach((n, i) => {
+      this.stages[i]!.base = { ...this.stages[i]!.base, moduleHash: hashOf(n.module), version };
+    });
+    const b = typology.bocca;
+    const moduleFile = typeof b.options.module === 'string' ? b.options.module : undefined;
+    const bocca = this.stages[this.stages.length - 1]!;
+    bocca.base = { ...bocca.base, moduleHash: moduleFile ? hashOf(moduleFile) : undefined, options: { ...b.options }, version };
+  }
+
+  /** A process running code older than its stage's. */
+  static outdated(p: ProcRecord, base: { moduleHash?: string }): boolean {
+    return p.spec.moduleHash !== base.moduleHash;
+  }
+
   /** Start a run: each hydrant gets the tick now, or as soon as its process is ready. */
   tick(run: RunRecord): void {
     run.hydrantsPending = this.hydrants.length;
     for (const h of this.hydrants) {
-      const proc = [...h.procs].find((p) => p.state === 'ready');
+      const ready = [...h.procs].filter((p) => p.state === 'ready');
+      const proc = ready.find((p) => !TypologyVersion.outdated(p, h.base)) ?? ready[0];
       if (proc) this.sendTick(proc, run);
       else h.pendingTicks.push(run.id);
     }
@@ -182,6 +209,7 @@ export class TypologyVersion {
     proc.leaseSize = leaseSize || 1;
     if (proc.stageKey < 0) {
       const h = this.hydrants[-1 - proc.stageKey]!;
+      if (TypologyVersion.outdated(proc, h.base)) return;
       for (const id of h.pendingTicks.splice(0)) {
         const run = this.host.runs.get(id);
         if (run) this.sendTick(proc, run);

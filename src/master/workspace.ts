@@ -5,6 +5,8 @@ import { watch, type FSWatcher } from 'chokidar';
 /** Files whose change can change a typology. */
 const RELEVANT = /\.(ya?ml|[cm]?[jt]s|json)$/i;
 const TYPOLOGY = /\.ya?ml$/i;
+/** A changed file must look the same this long apart before it is read. */
+const STABLE_CHECK_MS = 40;
 /** Editors' swap, backup and temp files, hidden files and folders, dependencies, outputs. */
 function ignoredPath(p: string): boolean {
   const base = path.basename(p);
@@ -67,24 +69,50 @@ export class Workspace {
     this.watcher = watch(this.root, {
       ignoreInitial: true,
       ignored: (p, stats) => ignoredPath(p) || (stats?.isFile() === true && !RELEVANT.test(p)),
-      // A file being written is applied once it stops changing, not half-written.
-      awaitWriteFinish: { stabilityThreshold: 60, pollInterval: 20 },
       atomic: true,
     });
     this.watcher.on('all', (_event: string, p: unknown) => {
-      if (!RELEVANT.test(String(p))) return;
+      const file = String(p);
+      if (!RELEVANT.test(file)) return;
+      this.changed.add(file);
       this.schedule();
     });
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
   }
 
-  /** Coalesce a burst of events into one reload. */
-  schedule(): void {
+  private readonly changed = new Set<string>();
+
+  /**
+   * Coalesce a burst of events into one reload: every event restarts the
+   * quiet period. When it ends, the changed files must also look the same
+   * twice in a row (size, mtime), so a file still being written is not read
+   * half-way.
+   */
+  schedule(delayMs = this.opts.debounceMs ?? 150): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.onChange();
-    }, this.opts.debounceMs ?? 150);
+      const before = this.snapshot();
+      setTimeout(() => {
+        if (this.timer) return; // new events arrived meanwhile; their timer decides
+        if (this.snapshot() !== before) return this.schedule();
+        this.changed.clear();
+        this.onChange();
+      }, STABLE_CHECK_MS);
+    }, delayMs);
+  }
+
+  private snapshot(): string {
+    return [...this.changed]
+      .map((f) => {
+        try {
+          const st = fs.statSync(f);
+          return `${f}:${st.size}:${st.mtimeMs}`;
+        } catch {
+          return `${f}:gone`;
+        }
+      })
+      .join('|');
   }
 
   async close(): Promise<void> {

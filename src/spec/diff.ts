@@ -13,10 +13,11 @@ export interface Change {
  * What applying the new version means for the running system:
  * - `unchanged`: nothing to do;
  * - `schedule`: only when runs start changes; nothing restarts;
- * - `scale`: only processes/threads changed; processes are added or drained;
- * - `version`: anything else (stages, code, bocca, args); the typology moves to a new version.
+ * - `scale`: only processes/threads changed (and maybe the schedule); processes are added or drained;
+ * - `code`: only module code changed (and maybe schedule/scale); the stages using it restart, one process at a time;
+ * - `version`: anything else (stages, order, bocca, args); the typology moves to a new version.
  */
-export type ChangeKind = 'unchanged' | 'schedule' | 'scale' | 'version';
+export type ChangeKind = 'unchanged' | 'schedule' | 'scale' | 'code' | 'version';
 
 const SCALE_KEYS = new Set(['processes', 'threads']);
 
@@ -87,13 +88,16 @@ export function diffTypologies(a: Typology, b: Typology, codeA?: CodeOf, codeB?:
 
 export function classifyChanges(changes: readonly Change[]): ChangeKind {
   if (changes.length === 0) return 'unchanged';
-  if (changes.every((c) => c.path.startsWith('schedule.') || c.path === 'description')) return 'schedule';
-  const scaleOnly = changes.every((c) => {
-    if (c.path.startsWith('schedule.') || c.path === 'description') return true;
+  const isSchedule = (c: Change) => c.path.startsWith('schedule.') || c.path === 'description';
+  const isScale = (c: Change) => {
     const last = c.path.slice(c.path.lastIndexOf('.') + 1);
     return (c.path.startsWith('notches[') || c.path.startsWith('bocca.')) && SCALE_KEYS.has(last);
-  });
-  return scaleOnly ? 'scale' : 'version';
+  };
+  const isCode = (c: Change) => c.path.endsWith('.code') && c.from !== undefined && c.to !== undefined;
+  if (changes.every(isSchedule)) return 'schedule';
+  if (changes.every((c) => isSchedule(c) || isScale(c))) return 'scale';
+  if (changes.every((c) => isSchedule(c) || isScale(c) || isCode(c))) return 'code';
+  return 'version';
 }
 
 export function formatChange(c: Change): string {

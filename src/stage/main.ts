@@ -78,11 +78,22 @@ async function main(): Promise<void> {
   if (spec.role === 'hydrant') {
     const runner = new HydrantRunner(exported as (...a: unknown[]) => unknown, spec.args ?? [], spec.stage, spec.maxItemBytes, send, log);
     send({ k: 'p.ready', procId: spec.procId, credit: 0, leaseSize: 0 });
+    // A draining hydrant finishes the ticks it is in before it exits.
+    let ticking = 0;
+    let draining = false;
+    drainAndExit = async () => {
+      draining = true;
+      if (ticking === 0) exit(0);
+    };
     for await (const msg of socket.messages()) {
       const h = msg.header;
-      if (h.k === 'p.tick') void runner.tick(h.run as number);
-      else if (h.k === 'p.emitAck') runner.onAck(h.seq as number);
-      else if (h.k === 'p.drain') return exit(0);
+      if (h.k === 'p.tick') {
+        ticking++;
+        void runner.tick(h.run as number).finally(() => {
+          if (--ticking === 0 && draining) exit(0);
+        });
+      } else if (h.k === 'p.emitAck') runner.onAck(h.seq as number);
+      else if (h.k === 'p.drain') void drainAndExit();
     }
     return;
   }
