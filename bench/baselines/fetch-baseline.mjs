@@ -28,12 +28,16 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { forkGroup, killGroup, message, timeout, exited } from '../lib/procs.mjs';
+import { forkGroup, killGroup, message, timeout, exited, sleep } from '../lib/procs.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SELF), '../..');
 const CACHE = path.join(ROOT, 'node_modules/.cache/rezina-bench');
 const AGENT_SHARDS = 64;
+/** As in bench/workloads/cityweather-50k.yaml: timeout 8s, retries 2 (rezina's default backoff: 1 s, doubled). */
+const ATTEMPT_TIMEOUT_MS = 8000;
+const RETRIES = 2;
+const RETRY_BACKOFF_MS = 1000;
 
 /** Bundle pipelines/cityweather.ts (and its local imports) to an importable .mjs; bare imports stay external. */
 export async function bundleCityweather() {
@@ -85,10 +89,11 @@ export async function runFetchBaseline({ count, processes, concurrency, client, 
         const seconds = (performance.now() - t0) / 1000;
         const items = results.reduce((n, r) => n + r.ok, 0);
         const failed = results.reduce((n, r) => n + r.failed, 0);
+        const retried = results.reduce((n, r) => n + r.retried, 0);
         const errors = results.flatMap((r) => r.errors);
         for (const p of procs) p.send({ type: 'exit' });
         await Promise.all(procs.map((p) => timeout(exited(p), 5000, 'fetch baseline exit').catch(() => killGroup(p.pid))));
-        return { seconds, items, failed, errors };
+        return { seconds, items, failed, retried, errors };
       })(),
       timeoutMs,
       `fetch baseline (${client})`,
@@ -126,13 +131,13 @@ async function child() {
         });
         res.on('error', reject);
       });
-      const timer = setTimeout(() => req.destroy(new Error(`${url} timed out`)), 8000);
+      const timer = setTimeout(() => req.destroy(new Error(`${url} timed out`)), ATTEMPT_TIMEOUT_MS);
       req.on('error', (err) => {
         clearTimeout(timer);
         reject(err);
       });
     });
-  const fetchOne = process.env.BENCH_CLIENT === 'module' ? (city) => mod.getCityWeather(city, { timeoutMs: 8000 }) : viaAgent;
+  const fetchOne = process.env.BENCH_CLIENT === 'module' ? (city) => mod.getCityWeather(city, { timeoutMs: ATTEMPT_TIMEOUT_MS }) : viaAgent;
 
   process.on('disconnect', () => process.exit(1));
   process.on('message', async (m) => {
@@ -142,21 +147,32 @@ async function child() {
     let next = 0;
     let ok = 0;
     let failed = 0;
+    let retried = 0;
     const errors = [];
     const lane = async () => {
       while (next < cities.length) {
         const city = cities[next++];
-        try {
-          const simple = mod.oneWordConditionsForCity(await fetchOne(city));
-          if (simple) ok++;
-        } catch (err) {
-          failed++;
-          if (errors.length < 3) errors.push(String(err?.message ?? err));
+        // The typology's policy: 8 s per attempt, 2 retries after 1 s and 2 s.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            const simple = mod.oneWordConditionsForCity(await fetchOne(city));
+            if (simple) ok++;
+            break;
+          } catch (err) {
+            if (attempt < RETRIES) {
+              retried++;
+              await sleep(RETRY_BACKOFF_MS * 2 ** attempt);
+              continue;
+            }
+            failed++;
+            if (errors.length < 3) errors.push(String(err?.message ?? err));
+            break;
+          }
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, cities.length) }, lane));
-    process.send({ type: 'done', ok, failed, errors });
+    process.send({ type: 'done', ok, failed, retried, errors });
   });
   process.send({ type: 'ready' });
 }

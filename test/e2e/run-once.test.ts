@@ -8,7 +8,6 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getCities } from '../../pipelines/cityweather.js';
-// @ts-expect-error: a plain .mjs module without type declarations
 import { startWeatherService } from '../../pipelines/weather-service.mjs';
 import { copyExample, makeTempDir, runCli, useProcessCleanup } from '../helpers/processes.js';
 

@@ -140,7 +140,10 @@ export class CliProcess {
     return new Promise((resolve, reject) => {
       const check = () => {
         const text = stream === 'stdout' ? this.out : this.errText;
-        for (const line of text.split('\n')) {
+        const lines = text.split('\n');
+        // A line still being written could match too early (a port number cut in half).
+        if (!this.exit) lines.pop();
+        for (const line of lines) {
           const m = re.exec(line);
           if (m) return done(() => resolve(m));
         }
@@ -197,14 +200,14 @@ export class CliProcess {
     }
   }
 
-  /** True while any process of the group is alive (or a zombie nobody has reaped). */
+  /** True while any process of the group is alive (zombies waiting for init to reap them do not count). */
   groupAlive(): boolean {
     try {
       process.kill(-this.pid, 0);
-      return true;
     } catch {
       return false;
     }
+    return livePidsInGroup(this.pid).length > 0;
   }
 }
 
@@ -282,9 +285,9 @@ export function spawnedProcesses(): CliProcess[] {
 }
 
 /**
- * SIGKILL every spawned process group and wait (bounded) until they are gone.
- * Stage processes whose worker died are re-parented to init; if init does not
- * reap them they stay zombies, which is harmless, so the wait gives up after 3 s.
+ * SIGKILL every spawned process group and wait (bounded, 3 s) until they are
+ * gone. Stage processes whose worker died are re-parented to init, which may
+ * take a while to reap them; zombies are harmless and not waited for.
  */
 export async function killAllSpawned(): Promise<void> {
   const all = [...registry];

@@ -143,6 +143,17 @@ export async function slow(item: Item): Promise<Item> {
 `;
 }
 
+/** A notch-only module (export `tag`, stamping like fx.ts's with `mark`): editing it changes no other stage's code. */
+export function markModule(mark: string): string {
+  return `const PROC = JSON.parse(process.env.REZINA_PROC ?? '{}') as { stage?: string; version?: number };
+const VIA = \`\${PROC.stage}@v\${PROC.version}\`;
+export const MARK = ${JSON.stringify(mark)};
+export function tag(item: { via: string[]; pids: number[] }) {
+  return { ...item, via: [...item.via, VIA], pids: [...item.pids, process.pid], mark: MARK };
+}
+`;
+}
+
 /**
  * A custom bocca (backend: module) that appends each batch to `outFile` as
  * JSON lines, stamping each item with the bocca's own version: together with
@@ -164,6 +175,8 @@ export default class Recorder {
 
 export interface NotchSpec {
   name: string;
+  /** Default fx.ts. */
+  module?: string;
   /** Export of fx.ts: tag | slow. Default tag. */
   function?: string;
   processes?: number;
@@ -196,7 +209,7 @@ export function typologyYaml(o: TypologyOptions): string {
   if (o.startTime) lines.push(`  startTime: "${o.startTime}"`);
   lines.push('hydrant:', '  module: fx.ts', `  function: ${o.hydrant ?? 'numbers'}`, `  args: [${o.count ?? 10}]`, 'notches:');
   for (const n of o.notches) {
-    lines.push(`  - name: ${n.name}`, '    module: fx.ts', `    function: ${n.function ?? 'tag'}`);
+    lines.push(`  - name: ${n.name}`, `    module: ${n.module ?? 'fx.ts'}`, `    function: ${n.function ?? 'tag'}`);
     if (n.processes !== undefined) lines.push(`    processes: ${n.processes}`);
     if (n.threads !== undefined) lines.push(`    threads: ${n.threads}`);
   }

@@ -1,0 +1,88 @@
+/**
+ * One `rezina run FILE --once`, as a user would type it, in its own process
+ * group: the CLI waits until every stage process is up, triggers one run,
+ * prints `run 1 of NAME finished in S s: I in, O out, D dropped, F failed`
+ * on stderr and exits. With `-v` the master also logs the run as a JSON line
+ * whose `seconds` has millisecond precision (the summary line rounds to
+ * 0.1 s); that value is used when present.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import { capture, exited, killGroup, spawnGroup, timeout } from './procs.mjs';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = path.join(ROOT, 'dist/cli/main.js');
+const SUMMARY = /run (\d+) of (\S+) finished in ([\d.]+) s: (\d+) in, (\d+) out, (\d+) dropped, (\d+) failed/;
+
+/**
+ * Write a copy of the typology `source` into `dir` with module paths made
+ * absolute and `edit(doc)` applied to the parsed YAML; returns its path.
+ */
+export function typologyCopy(source, dir, name, edit) {
+  const doc = YAML.parse(fs.readFileSync(source, 'utf8'));
+  const base = path.dirname(source);
+  const abs = (o) => {
+    if (o && typeof o.module === 'string') o.module = path.resolve(base, o.module);
+  };
+  abs(doc.hydrant);
+  for (const h of doc.hydrants ?? []) abs(h);
+  for (const n of doc.notches ?? []) abs(n);
+  abs(doc.bocca);
+  edit(doc);
+  const file = path.join(dir, `${name}.yaml`);
+  fs.writeFileSync(file, YAML.stringify(doc));
+  return file;
+}
+
+/**
+ * @param {string} file typology YAML
+ * @param {{ env?: Record<string,string>, timeoutMs: number, cpuProfDir?: string }} options
+ * @returns {Promise<{ seconds: number, in: number, out: number, dropped: number, failed: number, wallSeconds: number }>}
+ */
+export async function rezinaRunOnce(file, { env = {}, timeoutMs, cpuProfDir }) {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rezina-bench-state-'));
+  const childEnv = { ...process.env, ...env, REZINA_LOG_FORMAT: 'json' };
+  if (cpuProfDir) {
+    // Node refuses --cpu-prof in NODE_OPTIONS; a preload reaches the forked stage processes too.
+    childEnv.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --import ${path.join(ROOT, 'bench/tools/cpu-prof-preload.mjs')}`.trim();
+    childEnv.REZINA_BENCH_PROF_DIR = cpuProfDir;
+  }
+  const started = performance.now();
+  const child = spawnGroup(process.execPath, [CLI, 'run', file, '--once', '--state-dir', stateDir, '-v'], { cwd: ROOT, env: childEnv });
+  const err = capture(child.stderr);
+  capture(child.stdout);
+  try {
+    const { code, signal } = await timeout(exited(child), timeoutMs, `rezina run ${path.basename(file)}`);
+    const text = err.text();
+    const m = SUMMARY.exec(text);
+    if (!m) {
+      const tail = text.split('\n').filter(Boolean).slice(-8).join('\n');
+      throw new Error(`rezina run ${path.basename(file)} ended (${signal ?? `code ${code}`}) without a run summary:\n${tail}`);
+    }
+    let seconds = Number(m[3]);
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('{') || !line.includes('"run finished"')) continue;
+      try {
+        const o = JSON.parse(line);
+        if (o.msg === 'run finished' && typeof o.seconds === 'number') seconds = o.seconds;
+      } catch {
+        // not one of ours
+      }
+    }
+    return {
+      seconds,
+      in: Number(m[4]),
+      out: Number(m[5]),
+      dropped: Number(m[6]),
+      failed: Number(m[7]),
+      wallSeconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    // The group: the CLI, and its worker's stage processes if any were left.
+    killGroup(child.pid);
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  }
+}
