@@ -473,6 +473,7 @@ describe('loadTypologyFile: the happy path', () => {
         options: { path: path.join(FIXTURES, 'city-weather.sqlite'), table: 'city_weather' },
       },
       queueCapacity: 10_000,
+      persistQueues: true,
     });
 
     expect([...result.modules.keys()]).toEqual([module]);
