@@ -19,7 +19,6 @@ import { collectApplyFiles, typologyFilesOf } from './collect.js';
 import { table } from './format.js';
 import { onShutdownSignal } from './signals.js';
 
-let exitWhenDone = false;
 const DEFAULT_MASTER = process.env.REZINA_MASTER ?? '127.0.0.1:12345';
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
@@ -105,7 +104,6 @@ export function buildProgram(): Command {
         const s = await finished;
         err(summaryLine(s));
         await stop('run finished');
-        exitWhenDone = true;
         return;
       }
       master.on('run-finished', (s: RunSummary) => err(summaryLine(s)));
@@ -286,11 +284,9 @@ export async function main(argv: string[]): Promise<number> {
 main(process.argv).then(
   (code) => {
     process.exitCode = code;
-    // Sockets and timers of a finished command must not keep it alive.
-    const daemon = ['master', 'runmaster', 'worker', 'runworker', 'run'].includes(process.argv[2] ?? '');
-    if (!daemon || exitWhenDone || code !== 0) {
-      setTimeout(() => process.exit(code), 100).unref();
-    }
+    // A command is done here (daemons only after their orderly shutdown):
+    // sockets and timers left behind must not keep the process alive.
+    setTimeout(() => process.exit(code), 100).unref();
   },
   (e) => {
     err(`error: ${describeError(e)}`);
