@@ -24,13 +24,15 @@ const DEFAULT_MASTER = process.env.REZINA_MASTER ?? '127.0.0.1:12345';
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 const err = (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
 
-function intOption(name: string) {
+function intOption(name: string, min = 0, max = 65535) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new CommanderError(2, 'E_USAGE', `${name} must be a whole number from 0 to 65535, got "${v}"`);
+    if (!Number.isInteger(n) || n < min || n > max) throw new CommanderError(2, 'E_USAGE', `${name} must be a whole number from ${min} to ${max}, got "${v}"`);
     return n;
   };
 }
+
+const msOption = (name: string) => intOption(name, 10, 3_600_000);
 
 function summaryLine(s: RunSummary): string {
   return `run ${s.id} of ${s.typology} finished in ${s.seconds.toFixed(1)} s: ${s.in} in, ${s.out} out, ${s.dropped} dropped, ${s.failed} failed${s.errors.length ? ` (${s.errors.join('; ')})` : ''}`;
@@ -52,9 +54,21 @@ export function buildProgram(): Command {
     .option('--web-port <port>', 'web console port (reserved)', intOption('--web-port'), 31218)
     .option('-w, --workspace <dir>', 'directory of typology files to watch', 'pipelines')
     .option('--state-dir <dir>', 'where state and dead letters are kept', '.rezina')
-    .option('--heartbeat-timeout <ms>', 'a worker silent this long is lost', intOption('--heartbeat-timeout'), 2000)
+    .option('--heartbeat-interval <ms>', 'how often workers send heartbeats', msOption('--heartbeat-interval'), 500)
+    .option('--heartbeat-timeout <ms>', 'a worker silent this long is lost', msOption('--heartbeat-timeout'), 2000)
+    .option('--stage-silence <ms>', 'a stage process silent this long (stuck in synchronous code) is killed', msOption('--stage-silence'), 10_000)
     .action(async (o) => {
-      const master = await Master.create({ host: o.host, port: o.port, webPort: o.webPort, workspace: path.resolve(o.workspace), stateDir: o.stateDir, heartbeatTimeoutMs: o.heartbeatTimeout });
+      if (o.heartbeatTimeout <= o.heartbeatInterval) throw new CommanderError(2, 'E_USAGE', '--heartbeat-timeout must be longer than --heartbeat-interval');
+      const master = await Master.create({
+        host: o.host,
+        port: o.port,
+        webPort: o.webPort,
+        workspace: path.resolve(o.workspace),
+        stateDir: o.stateDir,
+        heartbeatMs: o.heartbeatInterval,
+        heartbeatTimeoutMs: o.heartbeatTimeout,
+        stageSilenceMs: o.stageSilence,
+      });
       onShutdownSignal((sig) => master.shutdown(sig));
       err(`rezina master listening on ${o.host}:${master.port}, watching ${path.resolve(o.workspace)}`);
       await master.run();

@@ -53,6 +53,11 @@ export class EdgeQueue {
     this.size += chunk.count;
   }
 
+  /** The chunk at the front, without taking it. */
+  peek(): Chunk | undefined {
+    return this.size === 0 ? undefined : this.chunks[this.head];
+  }
+
   /** Takes up to `max` items of one run from the front. */
   take(max: number): Chunk | undefined {
     if (this.size === 0 || max <= 0) return undefined;

@@ -19,7 +19,7 @@ import { RunBook, summarize, type RunRecord, type RunSummary } from './runs.js';
 import { TypologyVersion, type ProcRecord, type VersionHost } from './typology-version.js';
 import { Workspace } from './workspace.js';
 import { stageApplyFiles, type ApplyFile } from './apply.js';
-import { QueueJournal, type RestoredChunk } from './queue-journal.js';
+import { QueueJournal, type JournaledRun, type RestoredChunk } from './queue-journal.js';
 import { StateStore } from './state-store.js';
 
 export interface MasterOptions {
@@ -71,6 +71,8 @@ interface WorkerRecord {
   lastSeen: number;
   procs: Set<ProcRecord>;
   modules: Set<string>;
+  /** Shutting down: nothing new is placed on it. */
+  leaving?: boolean;
 }
 
 export interface VersionRecord {
@@ -114,6 +116,7 @@ export interface ApplyOutcome {
 }
 
 const QUICK_DEATH_MS = 5000;
+const REBALANCE_EVERY_MS = 2000;
 
 /**
  * The master: owns the desired state (the workspace files), the schedules,
@@ -298,14 +301,16 @@ export class Master extends EventEmitter {
         lastFireTime: saved?.lastFireTime,
       };
       let restored: RestoredChunk[] = [];
+      let openRuns: JournaledRun[] = [];
       if (t.persistQueues) {
         const opened = QueueJournal.open(path.join(this.stateDir, 'queues'), t.name);
         entry.journal = opened.journal;
         restored = opened.restored;
+        openRuns = opened.runs;
       }
       entry.current = new TypologyVersion(t, modules, version, this.versionHost(entry));
       this.entries.set(t.name, entry);
-      if (restored.length > 0) this.restoreRuns(entry, restored);
+      if (restored.length > 0 || openRuns.length > 0) this.restoreRuns(entry, restored, openRuns);
       this.saveEntry(entry);
       this.startTicker(entry);
       this.log.info({ typology: t.name, file: t.file, source, version, restoredItems: restored.reduce((n, c) => n + c.count, 0) || undefined }, saved ? 'typology resumed' : 'typology created');
@@ -355,20 +360,38 @@ export class Master extends EventEmitter {
   /** Versions of removed typologies, still draining. */
   private readonly orphans: TypologyVersion[] = [];
 
-  /** Runs whose items were still queued when the master stopped: they go on and finish. */
-  private restoreRuns(entry: Entry, chunks: RestoredChunk[]): void {
+  /**
+   * Runs that were open when the master stopped: their counts come back from
+   * the journal, their queued items go back into the queues, and hydrants
+   * that were mid-tick resume where they were.
+   */
+  private restoreRuns(entry: Entry, chunks: RestoredChunk[], journaled: JournaledRun[]): void {
     const now = this.clock.now();
-    for (const c of chunks) {
-      let run = entry.runs.get(c.run);
-      if (!run) {
-        run = { id: c.run, typology: entry.name, version: entry.current.version, fireTime: now, startedAt: now, in: 0, out: 0, dropped: 0, failed: 0, live: 0, hydrantsPending: 0, errors: ['resumed after a master restart'] };
-        entry.runs.start(run);
-      }
-      run.live += c.count;
-      entry.nextRun = Math.max(entry.nextRun, c.run + 1);
-    }
-    this.log.info({ typology: entry.name, items: chunks.reduce((n, c) => n + c.count, 0), runs: entry.runs.inProgress }, 'queued items restored');
+    const make = (id: number): RunRecord => {
+      const j = journaled.find((r) => r.id === id);
+      const run: RunRecord = {
+        id,
+        typology: entry.name,
+        version: j?.version ?? entry.current.version,
+        fireTime: j?.fireTime ?? now,
+        startedAt: j?.startedAt ?? now,
+        in: j?.in ?? 0,
+        out: j?.out ?? 0,
+        dropped: j?.dropped ?? 0,
+        failed: j?.failed ?? 0,
+        live: 0,
+        hydrants: (j?.hydrants ?? []).map((h) => ({ ...h, crashes: 0 })),
+        errors: ['resumed after a master restart'],
+      };
+      entry.runs.start(run);
+      entry.nextRun = Math.max(entry.nextRun, id + 1);
+      return run;
+    };
+    for (const j of journaled) make(j.id);
+    for (const c of chunks) (entry.runs.get(c.run) ?? make(c.run)).live += c.count;
+    this.log.info({ typology: entry.name, items: chunks.reduce((n, c) => n + c.count, 0), runs: entry.runs.inProgress }, 'queued items and open runs restored');
     entry.current.restore(chunks);
+    for (const r of entry.runs.list()) if (r.finishedAt === undefined) entry.current.resumeTicks(r);
   }
 
   private saveEntry(entry: Entry): void {
@@ -444,7 +467,7 @@ export class Master extends EventEmitter {
       dropped: 0,
       failed: 0,
       live: 0,
-      hydrantsPending: 0,
+      hydrants: [],
       errors: [],
     };
     entry.runs.start(run);
@@ -496,6 +519,34 @@ export class Master extends EventEmitter {
       if (entry.stopped) this.retireIfIdle([], cur, entry, true);
     }
     for (const old of [...this.orphans]) this.retireIfIdle(this.orphans, old, undefined);
+    this.rebalance();
+  }
+
+  private lastRebalance = 0;
+
+  /**
+   * A worker that joins later (or comes back) takes load: when the busiest and
+   * the idlest worker differ by more than one process's threads, one process
+   * of the busiest is drained; its replacement goes to the least loaded. One
+   * move at a time, once everything placed is up.
+   */
+  private rebalance(): void {
+    const now = this.clock.now();
+    if (now - this.lastRebalance < REBALANCE_EVERY_MS) return;
+    const workers = [...this.workers.values()].filter((w) => !w.leaving);
+    if (workers.length < 2) return;
+    if ([...this.procs.values()].some((p) => p.state === 'starting' || p.state === 'draining')) return;
+    const load = (w: WorkerRecord) => [...w.procs].filter((p) => p.state !== 'gone').reduce((n, p) => n + p.spec.threads, 0);
+    workers.sort((a, b) => load(b) - load(a));
+    const gap = load(workers[0]!) - load(workers[workers.length - 1]!);
+    const movable = [...workers[0]!.procs]
+      .filter((p) => p.state === 'ready' && p.spec.threads < gap && !p.version.draining && this.entries.get(p.version.typology.name)?.current === p.version)
+      .sort((a, b) => b.spec.threads - a.spec.threads);
+    const p = movable[0];
+    if (!p) return;
+    this.lastRebalance = now;
+    this.log.info({ typology: p.version.typology.name, stage: p.spec.stage, proc: p.id, from: workers[0]!.name, gap }, 'rebalancing: moving a process to a less loaded worker');
+    this.stopProc(p);
   }
 
   /** A retiring version keeps enough processes to finish its items, then stops them. */
@@ -556,7 +607,7 @@ export class Master extends EventEmitter {
     const bo = entry?.backoff.get(backoffKey);
     if (bo && bo.nextAt > this.clock.now()) return undefined;
     const worker = leastLoaded(
-      [...this.workers.values()].map((w) => ({
+      [...this.workers.values()].filter((w) => !w.leaving).map((w) => ({
         w,
         id: w.id,
         joinedAt: w.joinedAt,
@@ -605,14 +656,15 @@ export class Master extends EventEmitter {
     this.router.send(`p:${p.id}`, { k: 'p.drain' });
   }
 
-  private procEnded(p: ProcRecord, reason: string, crashed = false): void {
+  private procEnded(p: ProcRecord, reason: string, crashed = false, ownFault = true): void {
     if (p.state === 'gone') return;
     const wasDraining = p.state === 'draining';
+    if (p.killRequested) reason = `stuck in synchronous code (silent for over ${(this.opts.stageSilenceMs ?? 10_000) / 1000} s), killed`;
     p.version.procGone(p, reason, crashed && !wasDraining);
     this.procs.delete(p.id);
     this.workers.get(p.workerId)?.procs.delete(p);
     const entry = this.entries.get(p.version.typology.name);
-    if (!wasDraining && entry) {
+    if (!wasDraining && entry && ownFault) {
       const key = `${p.version.version}/${p.spec.stage}`;
       const quick = this.clock.now() - p.startedAt < QUICK_DEATH_MS;
       const bo = entry.backoff.get(key) ?? { failures: 0, nextAt: 0 };
@@ -656,7 +708,8 @@ export class Master extends EventEmitter {
   private workerLost(w: WorkerRecord, reason: string): void {
     this.workers.delete(w.id);
     this.log.warn({ worker: w.name, reason, procs: w.procs.size }, 'worker lost; placing its processes elsewhere');
-    for (const p of [...w.procs]) this.procEnded(p, `worker ${w.name} lost`);
+    // Not the processes' fault: no crash charged to their items, no restart backoff.
+    for (const p of [...w.procs]) this.procEnded(p, `worker ${w.name} lost`, false, false);
   }
 
   // ---------------------------------------------------------------- messages
@@ -761,6 +814,10 @@ export class Master extends EventEmitter {
     w.lastSeen = now;
     if (h.k === 'w.heartbeat') {
       this.router.send(peer, { k: 'm.heartbeat' });
+    } else if (h.k === 'w.leaving') {
+      w.leaving = true;
+      this.log.info({ worker: w.name }, 'worker leaving; placing nothing more on it');
+      this.reconcile();
     } else if (h.k === 'w.exited') {
       const p = this.procs.get(String(h.procId));
       if (p) this.procEnded(p, h.signal ? `killed by ${String(h.signal)}` : `exited with code ${String(h.code)}`, h.code !== 0);
@@ -877,7 +934,7 @@ export class Master extends EventEmitter {
     const replayed = [...byStage.values()].flat();
     if (replayed.length === 0) return { replayed: 0, kept: letters.length };
     const now = this.clock.now();
-    const run: RunRecord = { id: e.nextRun++, typology: e.name, version: e.current.version, fireTime: now, startedAt: now, in: 0, out: 0, dropped: 0, failed: 0, live: 0, hydrantsPending: 0, errors: [] };
+    const run: RunRecord = { id: e.nextRun++, typology: e.name, version: e.current.version, fireTime: now, startedAt: now, in: 0, out: 0, dropped: 0, failed: 0, live: 0, hydrants: [], errors: [] };
     e.runs.start(run);
     for (const [stage, ds] of byStage) e.current.inject(stage, run, ds.map((d) => d.item));
     this.deadLetters.remove(new Set(replayed.map((d) => d.id)));

@@ -18,17 +18,24 @@ export interface RunRecord {
   dropped: number;
   failed: number;
   live: number;
-  hydrantsPending: number;
+  /** Per hydrant (by index): items taken so far, tick over, process crashes during this tick. */
+  hydrants: HydrantProgress[];
   errors: string[];
 }
 
-export interface RunSummary extends Omit<RunRecord, 'live' | 'hydrantsPending'> {
+export interface HydrantProgress {
+  emitted: number;
+  done: boolean;
+  crashes: number;
+}
+
+export interface RunSummary extends Omit<RunRecord, 'live' | 'hydrants'> {
   status: 'running' | 'finished';
   seconds: number;
 }
 
 export function summarize(r: RunRecord, now: number): RunSummary {
-  const { live: _l, hydrantsPending: _h, ...rest } = r;
+  const { live: _l, hydrants: _h, ...rest } = r;
   return {
     ...rest,
     errors: [...r.errors],
@@ -58,7 +65,7 @@ export class RunBook {
   /** Returns the record if this change finished it. */
   settle(id: number, now: number): RunRecord | undefined {
     const r = this.active.get(id);
-    if (!r || r.live > 0 || r.hydrantsPending > 0) return undefined;
+    if (!r || r.live > 0 || r.hydrants.some((h) => !h.done)) return undefined;
     r.finishedAt = now;
     this.active.delete(id);
     this.recent.push(r);

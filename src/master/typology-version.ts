@@ -26,6 +26,8 @@ export interface ProcRecord {
   /** Last message from it (ms). */
   lastSeen: number;
   killRequested?: boolean;
+  /** Working on one suspect item alone (it crashed a process before): gets nothing else meanwhile. */
+  isolating?: boolean;
   /** The stage it belongs to (index into `stages`, or -1 − hydrant index). */
   stageKey: number;
   version: TypologyVersion;
@@ -189,18 +191,24 @@ export class TypologyVersion {
 
   /** Start a run: each hydrant gets the tick now, or as soon as its process is ready. */
   tick(run: RunRecord): void {
-    run.hydrantsPending = this.hydrants.length;
-    for (const h of this.hydrants) {
-      const ready = [...h.procs].filter((p) => p.state === 'ready');
-      const proc = ready.find((p) => !TypologyVersion.outdated(p, h.base)) ?? ready[0];
-      if (proc) this.sendTick(proc, run);
-      else h.pendingTicks.push(run.id);
-    }
+    run.hydrants = this.hydrants.map(() => ({ emitted: 0, done: false, crashes: 0 }));
+    this.host.journal?.run({ id: run.id, version: run.version, fireTime: run.fireTime, startedAt: run.startedAt, in: 0, out: 0, dropped: 0, failed: 0, hydrants: run.hydrants.map((h) => ({ emitted: h.emitted, done: h.done })) });
+    this.hydrants.forEach((_h, i) => this.offerTick(run, i));
   }
 
-  private sendTick(proc: ProcRecord, run: RunRecord): void {
+  /** Give hydrant `i`'s part of `run` to a ready process (or keep it until one is). */
+  private offerTick(run: RunRecord, i: number): void {
+    const h = this.hydrants[i]!;
+    const ready = [...h.procs].filter((p) => p.state === 'ready');
+    const proc = ready.find((p) => !TypologyVersion.outdated(p, h.base)) ?? ready[0];
+    if (proc) this.sendTick(proc, run, i);
+    else h.pendingTicks.push(run.id);
+  }
+
+  /** A resumed tick (its process died, or the master restarted) skips what was already taken. */
+  private sendTick(proc: ProcRecord, run: RunRecord, i: number): void {
     proc.ticks.add(run.id);
-    this.host.sendToProc(proc, { k: 'p.tick', run: run.id, fireTime: run.fireTime });
+    this.host.sendToProc(proc, { k: 'p.tick', run: run.id, fireTime: run.fireTime, skip: run.hydrants[i]?.emitted ?? 0 });
   }
 
   onReady(proc: ProcRecord, credit: number, leaseSize: number): void {
@@ -212,7 +220,7 @@ export class TypologyVersion {
       if (TypologyVersion.outdated(proc, h.base)) return;
       for (const id of h.pendingTicks.splice(0)) {
         const run = this.host.runs.get(id);
-        if (run) this.sendTick(proc, run);
+        if (run) this.sendTick(proc, run, -1 - proc.stageKey);
       }
     }
     this.pump();
@@ -226,8 +234,11 @@ export class TypologyVersion {
   onEmit(proc: ProcRecord, runId: number, seq: number, n: number, payload: Buffer | undefined): void {
     const run = this.host.runs.get(runId);
     const first = this.stages[0]!;
-    if (run && payload && n > 0) {
+    const progress = run?.hydrants[-1 - proc.stageKey];
+    if (run && progress && payload && n > 0) {
       first.queue.push({ run: runId, count: n, payload, jid: this.host.journal?.put(first.name, runId, n, payload) });
+      this.host.journal?.emit(runId, -1 - proc.stageKey, n);
+      progress.emitted += n;
       run.in += n;
       run.live += n;
     }
@@ -255,6 +266,19 @@ export class TypologyVersion {
     return true;
   }
 
+  /** Runs that were mid-tick when the master stopped: their hydrants resume where they were. */
+  resumeTicks(run: RunRecord): void {
+    run.hydrants.forEach((p, i) => {
+      if (p.done) return;
+      if (i >= this.hydrants.length) {
+        p.done = true;
+        return;
+      }
+      this.offerTick(run, i);
+    });
+    this.settle(run);
+  }
+
   /** Items recovered from the journal after a master restart go back into their stage's queue. */
   restore(chunks: RestoredChunk[]): void {
     for (const c of chunks) {
@@ -267,8 +291,10 @@ export class TypologyVersion {
   onTickDone(proc: ProcRecord, runId: number, error: string | undefined): void {
     proc.ticks.delete(runId);
     const run = this.host.runs.get(runId);
-    if (!run) return;
-    run.hydrantsPending--;
+    const progress = run?.hydrants[-1 - proc.stageKey];
+    if (!run || !progress || progress.done) return;
+    progress.done = true;
+    this.host.journal?.tickOver(runId, -1 - proc.stageKey);
     if (error) run.errors.push(`${proc.spec.stage}: ${error}`);
     this.settle(run);
   }
@@ -279,6 +305,7 @@ export class TypologyVersion {
     if (h.leaseSize) proc.leaseSize = h.leaseSize;
     if (!chunk) return; // a duplicate or stale ack: the lease was already settled or given back
     proc.leases.delete(h.lease);
+    proc.isolating = false;
     const stageIndex = proc.stageKey;
     const stage = this.stages[stageIndex]!;
     stage.processed += chunk.count;
@@ -292,6 +319,7 @@ export class TypologyVersion {
     if (h.failures.length > 0) this.recordFailures(proc, chunk.run, h.failures, payloads[1]);
     // Outputs and dead letters are recorded before the input is let go: a crash in between repeats, never loses.
     if (chunk.jid !== undefined) this.host.journal?.del(chunk.jid);
+    this.host.journal?.account(chunk.run, last ? h.out : 0, h.dropped, h.failures.length);
     if (run) {
       run.live += (last ? 0 : h.out) - chunk.count;
       run.dropped += h.dropped;
@@ -325,7 +353,10 @@ export class TypologyVersion {
 
   private settle(run: RunRecord): void {
     const done = this.host.runs.settle(run.id, this.host.now());
-    if (done) this.host.runSettled(done);
+    if (done) {
+      this.host.journal?.end(done.id);
+      this.host.runSettled(done);
+    }
   }
 
   /** A process ended: its leased items go back to the front of their queue. */
@@ -342,14 +373,24 @@ export class TypologyVersion {
       if (back.length > 0) this.host.log.warn({ typology: this.typology.name, stage: stage.name, proc: proc.id, items: back.reduce((n, c) => n + c.count, 0), reason }, 'requeued the items of a lost process');
       proc.leases.clear();
     } else {
-      const h = this.hydrants[-1 - proc.stageKey]!;
+      const hi = -1 - proc.stageKey;
+      const h = this.hydrants[hi]!;
       h.procs.delete(proc);
       for (const id of proc.ticks) {
         const run = this.host.runs.get(id);
-        if (!run) continue;
-        run.hydrantsPending--;
-        run.errors.push(`${h.name}: hydrant process ended during the tick (${reason})`);
-        this.settle(run);
+        const progress = run?.hydrants[hi];
+        if (!run || !progress || progress.done) continue;
+        // Resume the tick on another process, skipping the items already taken;
+        // a hydrant that keeps dying on this tick is given up.
+        if (++progress.crashes >= POISON_CRASHES) {
+          progress.done = true;
+          this.host.journal?.tickOver(id, hi);
+          run.errors.push(`${h.name}: hydrant process ended ${progress.crashes} times during this tick (${reason}); gave up after ${progress.emitted} items`);
+          this.settle(run);
+        } else {
+          this.host.log.warn({ typology: this.typology.name, hydrant: h.name, run: id, taken: progress.emitted, reason }, 'hydrant ended mid-tick; resuming it');
+          h.pendingTicks.push(id);
+        }
       }
       proc.ticks.clear();
       for (const held of this.heldAcks.filter((a) => a.proc === proc)) this.heldAcks.splice(this.heldAcks.indexOf(held), 1);
@@ -405,9 +446,17 @@ export class TypologyVersion {
     const next = this.stages[i + 1]?.queue;
     while (!queue.empty && !(next && next.full)) {
       let best: ProcRecord | undefined;
-      for (const p of stage.procs) if (p.state === 'ready' && p.credit > 0 && (!best || p.credit > best.credit)) best = p;
+      const suspect = (queue.peek()?.crashes ?? 0) > 0;
+      for (const p of stage.procs) {
+        if (p.state !== 'ready' || p.credit <= 0 || p.isolating) continue;
+        // An item that crashed a process before goes alone to a process holding nothing,
+        // so a second crash proves which item it was.
+        if (suspect && p.leases.size > 0) continue;
+        if (!best || p.credit > best.credit) best = p;
+      }
       if (!best) return;
-      const chunk = queue.take(Math.min(best.credit, Math.max(1, best.leaseSize)))!;
+      if (suspect) best.isolating = true;
+      const chunk = queue.take(suspect ? 1 : Math.min(best.credit, Math.max(1, best.leaseSize)))!;
       const lease = this.nextLease++;
       best.credit -= chunk.count;
       best.leases.set(lease, chunk);

@@ -19,6 +19,7 @@
  *     |<-------------- w.spawn -|   start one stage process
  *     |<--------------- w.kill -|   stop one (graceful: drain first)
  *     |-- w.exited ------------>|   a stage process ended (code/signal)
+ *     |-- w.leaving ----------->|   shutting down: place nothing more here
  *
  * Stage process ⇄ master (data). Credit-based: the master never sends a
  * process more items than it asked for, so queues stay bounded and work goes
@@ -35,7 +36,7 @@
  *     |-- p.orphaned ---------->|   its worker died (IPC channel closed): the worker is lost
  *
  *   hydrant                   master
- *     |<------------- p.tick ---|   run id
+ *     |<------------- p.tick ---|   run id; skip: items already taken (a resumed tick)
  *     |-- p.emit -------------->|   [header{run, seq, n}, items]   at most EMIT_WINDOW unacknowledged
  *     |<---------- p.emitAck ---|   sent when the first queue has room (back-pressure)
  *     |-- p.tickDone ---------->|   run id, items emitted, error if the function threw
@@ -94,6 +95,7 @@ export interface Failure {
 export type WorkerToMaster =
   | { k: 'w.hello'; v: number; name: string; host: string; pid: number }
   | { k: 'w.heartbeat'; procs: string[] }
+  | { k: 'w.leaving' }
   | { k: 'w.exited'; procId: string; code: number | null; signal: string | null; reason?: string };
 
 export type MasterToWorker =
@@ -118,7 +120,7 @@ export type ProcToMaster =
 
 export type MasterToProc =
   | { k: 'p.lease'; lease: number; run: number; n: number }
-  | { k: 'p.tick'; run: number; fireTime: number }
+  | { k: 'p.tick'; run: number; fireTime: number; skip: number }
   | { k: 'p.emitAck'; seq: number }
   | { k: 'p.drain' };
 

@@ -33,8 +33,15 @@ export class HydrantRunner {
     while (this.unacked.size < EMIT_WINDOW && this.waiters.length > 0) this.waiters.shift()!();
   }
 
-  async tick(run: number): Promise<void> {
+  /**
+   * One tick. `skip` > 0 resumes a tick whose earlier process died (or whose
+   * master restarted): the function runs again and its first `skip` items,
+   * already taken, are not sent twice. This assumes the hydrant yields the
+   * same items in the same order for the same tick, as a listing does.
+   */
+  async tick(run: number, skip = 0): Promise<void> {
     let count = 0;
+    let toSkip = skip;
     let chunk: unknown[] = [];
     const flush = async () => {
       if (chunk.length === 0) return;
@@ -64,6 +71,10 @@ export class HydrantRunner {
       const bad = findUntransferable(item);
       if (bad) {
         this.log.warn({ stage: this.stage, run, item: previewItem(item) }, `hydrant item skipped: ${bad}`);
+        return;
+      }
+      if (toSkip > 0) {
+        toSkip--;
         return;
       }
       chunk.push(item);

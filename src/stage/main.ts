@@ -89,7 +89,7 @@ async function main(): Promise<void> {
       const h = msg.header;
       if (h.k === 'p.tick') {
         ticking++;
-        void runner.tick(h.run as number).finally(() => {
+        void runner.tick(h.run as number, Number(h.skip) || 0).finally(() => {
           if (--ticking === 0 && draining) exit(0);
         });
       } else if (h.k === 'p.emitAck') runner.onAck(h.seq as number);

@@ -89,6 +89,14 @@ export class Worker {
     // A stall of this process (busy event loop) is not the master's silence.
     if (this.lastCheck > 0 && now - this.lastCheck > 1000) this.lastMaster = Math.max(this.lastMaster, now);
     this.lastCheck = now;
+    if (this.state === 'stopping') {
+      // Keep beating while draining, so the master does not declare us lost.
+      if (now - this.lastBeat >= this.heartbeatMs) {
+        this.lastBeat = now;
+        this.socket.send({ k: 'w.heartbeat', procs: [...this.children.keys()] });
+      }
+      return;
+    }
     if (this.state !== 'joined') return;
     if (now - this.lastMaster > (this.opts.masterTimeoutMs ?? 3000)) {
       this.log.warn('master silent; joining again');
@@ -187,13 +195,15 @@ export class Worker {
     if (this.state === 'stopping' || this.state === 'stopped') return this.finished;
     this.setState('stopping');
     this.log.info({ reason }, 'worker stopping');
-    if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.hello) clearInterval(this.hello);
+    // Tell the master first, so it places nothing new here while we drain.
+    this.socket.send({ k: 'w.leaving' });
     for (const c of this.children.values()) c.kill('SIGTERM');
     const deadline = Date.now() + graceMs;
     while (this.children.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const c of this.children.values()) c.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 50));
+    if (this.heartbeat) clearInterval(this.heartbeat);
     this.socket.close();
     this.setState('stopped');
     this.stopped?.();

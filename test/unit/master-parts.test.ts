@@ -56,9 +56,10 @@ describe('placement', () => {
 describe('RunBook', () => {
   it('finishes a run only when every hydrant returned and no item is left', () => {
     const book = new RunBook();
-    const r = { id: 1, typology: 't', version: 1, fireTime: 0, startedAt: 0, in: 2, out: 0, dropped: 0, failed: 0, live: 2, hydrantsPending: 1, errors: [] };
+    const r = { id: 1, typology: 't', version: 1, fireTime: 0, startedAt: 0, in: 2, out: 0, dropped: 0, failed: 0, live: 2, hydrants: [{ emitted: 2, done: false, crashes: 0 }], errors: [] };
     book.start(r);
-    r.hydrantsPending = 0;
+    expect(book.settle(1, 5)).toBeUndefined();
+    r.hydrants[0]!.done = true;
     expect(book.settle(1, 5)).toBeUndefined();
     r.live = 0;
     expect(book.settle(1, 5)?.finishedAt).toBe(5);
@@ -102,6 +103,25 @@ describe('QueueJournal', () => {
       again.close();
       const byStage = Object.fromEntries(restored.map((c) => [c.stage, c.items]));
       expect(byStage).toEqual({ s1: [3, 4], s2: [10] });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('restores open runs with their counts and where each hydrant was', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rezina-journal-'));
+    try {
+      const { journal } = QueueJournal.open(dir, 't');
+      journal.run({ id: 7, version: 1, fireTime: 1, startedAt: 1, in: 0, out: 0, dropped: 0, failed: 0, hydrants: [{ emitted: 0, done: false }] });
+      journal.put('s', 7, 3, encode([1, 2, 3]));
+      journal.emit(7, 0, 3);
+      journal.account(7, 2, 1, 0);
+      journal.run({ id: 8, version: 1, fireTime: 2, startedAt: 2, in: 0, out: 0, dropped: 0, failed: 0, hydrants: [] });
+      journal.end(8);
+      journal.close();
+      const { journal: again, runs } = QueueJournal.open(dir, 't');
+      again.close();
+      expect(runs).toEqual([{ id: 7, version: 1, fireTime: 1, startedAt: 1, in: 3, out: 2, dropped: 1, failed: 0, hydrants: [{ emitted: 3, done: false }] }]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
