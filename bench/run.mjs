@@ -178,20 +178,27 @@ async function throughput(tmp) {
   const file = typologyCopy(path.join(WORKLOADS, 'small-items.yaml'), tmp, 'small-items', (doc) => {
     doc.hydrant.args = [ITEMS];
   });
+  // The same typology without the master's queue journal (queue.persist: false), to show what the journal costs.
+  const fileNoJournal = typologyCopy(path.join(WORKLOADS, 'small-items.yaml'), tmp, 'small-items-no-journal', (doc) => {
+    doc.hydrant.args = [ITEMS];
+    doc.queue = { ...doc.queue, persist: false };
+  });
   const rezina = [];
+  const rezinaNoJournal = [];
   const raw = [];
   const bull = [];
-  const runRezina = async () => {
-    const r = await rezinaRunOnce(file, { timeoutMs: 180_000, cpuProfDir });
+  const runRezina = async (f = file) => {
+    const r = await rezinaRunOnce(f, { timeoutMs: 180_000, cpuProfDir });
     if (r.out !== ITEMS || r.failed !== 0) throw new Error(`rezina run moved ${r.out} of ${ITEMS} items (${r.failed} failed)`);
     return { ...r, items: r.out, itemsPerSecond: r.out / r.seconds };
   };
   const runRaw = () => runZmqChain({ n: ITEMS, batch: int('batch'), timeoutMs: 120_000 });
   for (let i = 0; i < REPS; i++) {
     // ABBA: neither contender always goes first.
-    const order = i % 2 === 0 ? ['rezina', 'raw'] : ['raw', 'rezina'];
+    const order = i % 2 === 0 ? ['rezina', 'raw', 'nojournal'] : ['nojournal', 'raw', 'rezina'];
     for (const who of order) {
-      if (who === 'rezina') await measure(`rep ${i + 1} rezina`, rezina, runRezina);
+      if (who === 'rezina') await measure(`rep ${i + 1} rezina`, rezina, () => runRezina());
+      else if (who === 'nojournal') await measure(`rep ${i + 1} rezina, queue.persist: false`, rezinaNoJournal, () => runRezina(fileNoJournal));
       else await measure(`rep ${i + 1} raw ZeroMQ`, raw, runRaw);
     }
   }
@@ -202,17 +209,18 @@ async function throughput(tmp) {
     );
   }
   const rate = (xs) => stats(xs.map((s) => s.itemsPerSecond));
-  const r = { rezina: rate(rezina), raw: rate(raw), bullmq: rate(bull) };
+  const r = { rezina: rate(rezina), rezinaNoJournal: rate(rezinaNoJournal), raw: rate(raw), bullmq: rate(bull) };
   // Paired ratios (each repetition's rezina over the raw run beside it) as a check on the ratio of medians.
   const paired = rezina.map((s, i) => s.itemsPerSecond / raw[i]?.itemsPerSecond).filter(Number.isFinite);
   return {
     config: { items: ITEMS, itemBytes: 100, batch: int('batch'), processesPerStage: 1, threads: 1, reps: REPS, bullmq: { items: bullItems, concurrency: int('bull-concurrency'), reps: bull.length } },
-    samples: { rezina, raw, bullmq: bull },
+    samples: { rezina, rezinaNoJournal, raw, bullmq: bull },
     itemsPerSecond: r,
     ratios: {
       rezinaOverRaw: r.rezina.median / r.raw.median,
       rezinaOverRawPairedMedian: median(paired),
       rezinaOverBullmq: r.rezina.median / r.bullmq.median,
+      rezinaNoJournalOverRaw: r.rezinaNoJournal.median / r.raw.median,
     },
     goals: {
       halfOfRaw: { goal: '>= 0.5', value: r.rezina.median / r.raw.median, met: r.rezina.median / r.raw.median >= 0.5 },
@@ -326,6 +334,7 @@ function report(results) {
       table([
         ['contender', 'items/s (median)', 'min–max', 'runs'],
         ['rezina run --once (1×1 per stage)', fmtInt(i.rezina.median), range(i.rezina), i.rezina.n],
+        ['  same, queue.persist: false (no journal)', fmtInt(i.rezinaNoJournal.median), range(i.rezinaNoJournal), i.rezinaNoJournal.n],
         [`raw ZeroMQ PUSH/PULL, ${t.config.batch}-item frames`, fmtInt(i.raw.median), range(i.raw), i.raw.n],
         [`BullMQ, concurrency ${t.config.bullmq.concurrency}`, fmtInt(i.bullmq.median), range(i.bullmq), i.bullmq.n],
       ]),
@@ -333,6 +342,7 @@ function report(results) {
     out.push(
       `   rezina / raw ZeroMQ = ${fmtRatio(t.ratios.rezinaOverRaw)} (paired per repetition: ${fmtRatio(t.ratios.rezinaOverRawPairedMedian)}; goal ≥ 0.50: ${t.goals.halfOfRaw.met ? 'met' : 'NOT met'})`,
       `   rezina / BullMQ     = ${fmtRatio(t.ratios.rezinaOverBullmq)} (goal: tens of times: ${t.goals.tensOfTimesBullmq.met ? 'met' : 'NOT met'})`,
+      `   rezina without the queue journal / raw ZeroMQ = ${fmtRatio(t.ratios.rezinaNoJournalOverRaw)}`,
     );
   }
   const c = results.cityweather;

@@ -73,6 +73,8 @@ interface WorkerRecord {
   modules: Set<string>;
   /** Shutting down: nothing new is placed on it. */
   leaving?: boolean;
+  /** Which join of the worker process this is (a hello repeated within one join is not a re-join). */
+  joinSeq: number;
 }
 
 export interface VersionRecord {
@@ -389,7 +391,7 @@ export class Master extends EventEmitter {
     };
     for (const j of journaled) make(j.id);
     for (const c of chunks) (entry.runs.get(c.run) ?? make(c.run)).live += c.count;
-    this.log.info({ typology: entry.name, items: chunks.reduce((n, c) => n + c.count, 0), runs: entry.runs.inProgress }, 'queued items and open runs restored');
+    this.log.info({ typology: entry.name, items: chunks.reduce((n, c) => n + c.count, 0), runs: entry.runs.inProgress }, 'queued items restored');
     entry.current.restore(chunks);
     for (const r of entry.runs.list()) if (r.finishedAt === undefined) entry.current.resumeTicks(r);
   }
@@ -788,6 +790,11 @@ export class Master extends EventEmitter {
         this.router.send(peer, { k: 'w.reject', reason: `protocol version ${String(h.v)} is not ${PROTOCOL_VERSION}` });
         return;
       }
+      if (w && w.joinSeq === Number(h.seq)) {
+        // A repeated hello of the same join (sent while we were away): answer it again.
+        this.router.send(peer, { k: 'w.welcome', workerId: w.id, heartbeatMs: this.heartbeatMs });
+        return;
+      }
       if (w) this.workerLost(w, 'worker registered again');
       w = {
         id: `w${++this.workerCounter}`,
@@ -799,6 +806,7 @@ export class Master extends EventEmitter {
         lastSeen: now,
         procs: new Set(),
         modules: new Set(),
+        joinSeq: Number(h.seq),
       };
       this.workers.set(w.id, w);
       this.router.send(peer, { k: 'w.welcome', workerId: w.id, heartbeatMs: this.heartbeatMs });

@@ -93,7 +93,7 @@ export interface Failure {
 }
 
 export type WorkerToMaster =
-  | { k: 'w.hello'; v: number; name: string; host: string; pid: number }
+  | { k: 'w.hello'; v: number; name: string; host: string; pid: number; seq: number }
   | { k: 'w.heartbeat'; procs: string[] }
   | { k: 'w.leaving' }
   | { k: 'w.exited'; procId: string; code: number | null; signal: string | null; reason?: string };

@@ -76,7 +76,8 @@ export class Worker {
 
   private sayHello(): void {
     if (this.hello) clearInterval(this.hello);
-    const send = () => this.socket.send({ k: 'w.hello', v: PROTOCOL_VERSION, name: this.name, host: os.hostname(), pid: process.pid });
+    const seq = ++this.joinSeq;
+    const send = () => this.socket.send({ k: 'w.hello', v: PROTOCOL_VERSION, name: this.name, host: os.hostname(), pid: process.pid, seq });
     send();
     // Repeated until welcomed: the master may not be up yet.
     this.hello = setInterval(send, 1000);
@@ -110,6 +111,7 @@ export class Worker {
     }
   }
   private lastBeat = 0;
+  private joinSeq = 0;
 
   private async receiveLoop(): Promise<void> {
     for await (const msg of this.socket.messages()) {
