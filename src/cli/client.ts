@@ -14,7 +14,7 @@ export async function request(master: string, command: string, args: Record<stri
       const h = msg.header as { k: string; id?: number; ok?: boolean; result?: unknown; error?: string; code?: string; diagnostics?: Diagnostic[] };
       if (h.k !== 'c.response' || h.id !== id) continue;
       if (h.ok) return h.result;
-      const err = new RezinaError(h.code ?? 'E_MASTER', h.error ?? 'the master refused the request', { exitCode: h.code === 'E_CONFIG' ? 2 : 1 });
+      const err = new RezinaError(h.code ?? 'E_MASTER', h.error ?? 'the master refused the request', { exitCode: ['E_CONFIG', 'E_USAGE', 'E_NOT_FOUND', 'E_CONFLICT'].includes(h.code ?? '') ? 2 : 1 });
       (err as RezinaError & { diagnostics?: Diagnostic[] }).diagnostics = h.diagnostics;
       throw err;
     }

@@ -93,7 +93,7 @@ export function buildProgram(): Command {
     .argument('<file>', 'typology YAML file')
     .option('--once', 'run once now, print a summary, and exit when the run has finished')
     .option('-p, --port <port>', 'ZeroMQ port (default: any free port)', intOption('--port'), 0)
-    .option('--state-dir <dir>', 'where state and dead letters are kept', '.rezina')
+    .option('--state-dir <dir>', 'where state and dead letters are kept (default: .rezina/run/NAME)')
     .option('-v, --verbose', 'log every placement and run (JSON lines on stderr)')
     .action(async (file: string, o) => {
       const abs = path.resolve(file);
@@ -102,7 +102,8 @@ export function buildProgram(): Command {
       const log = createLogger('rezina', {}, o.verbose ? 'info' : 'warn');
       // The worker shares this process's event loop: forking many stage processes
       // can stall it for seconds, which must not count as a lost worker.
-      const master = await Master.create({ files: [abs], port: o.port, stateDir: o.stateDir, schedules: !o.once, watch: !o.once, rememberOnce: false, heartbeatTimeoutMs: 15_000, log });
+      const stateDir = o.stateDir ?? path.join('.rezina', 'run', loaded.typology.name);
+      const master = await Master.create({ files: [abs], port: o.port, stateDir, schedules: !o.once, watch: !o.once, rememberOnce: false, heartbeatTimeoutMs: 15_000, log });
       const worker = await Worker.create({ master: `127.0.0.1:${master.port}`, name: 'local', log: log.child({ worker: 'local' }) });
       const stop = async (reason: string) => {
         await master.shutdown(reason);
@@ -113,9 +114,18 @@ export function buildProgram(): Command {
       if (o.once) {
         const finished = new Promise<RunSummary>((resolve) => master.on('run-finished', (s: RunSummary) => resolve(s)));
         // Time the run, not the start-up of its processes.
-        await master.whenReady(name);
+        try {
+          if (!(await master.whenReady(name))) {
+            if (master.state === 'running') throw new RezinaError('E_STAGE', `the processes of ${name} did not all start within 60 s`);
+            return; // interrupted (Ctrl-C)
+          }
+        } catch (e) {
+          await stop('cannot start');
+          throw e instanceof RezinaError ? e : new RezinaError('E_STAGE', describeError(e));
+        }
         master.triggerRun(name);
-        const s = await finished;
+        const s = await Promise.race([finished, master.run().then(() => undefined)]);
+        if (!s) return; // interrupted (Ctrl-C) before the run finished
         err(summaryLine(s));
         await stop('run finished');
         return;

@@ -339,6 +339,7 @@ export class Master extends EventEmitter {
       existing.retiring.push(old);
       existing.current = new TypologyVersion(t, modules, version, this.versionHost(existing));
       existing.backoff.clear();
+      if (changes.some((c) => c.path.startsWith('bocca.'))) this.handOverBocca(old, existing.current);
     } else {
       // Schedule and scale changes keep the running version and its processes.
       existing.current.rescale(t, version);
@@ -348,6 +349,34 @@ export class Master extends EventEmitter {
     this.saveEntry(existing);
     this.log.info({ typology: t.name, version, kind, changes: described, source }, 'typology configured');
     return { typology: t.name, file: t.file, action: 'configured', changes: described };
+  }
+
+  /**
+   * The bocca changed (a fixed database URL, another table): items waiting
+   * for the old bocca, or held by it, go to the new one — the sink is the
+   * end of the chain, so they have been through their version's notches.
+   * Otherwise an old bocca that cannot write would keep them forever.
+   */
+  private handOverBocca(from: TypologyVersion, to: TypologyVersion): void {
+    const oldB = from.stages[from.stages.length - 1]!;
+    const newB = to.stages[to.stages.length - 1]!;
+    let moved = 0;
+    for (const p of [...oldB.procs]) {
+      for (const chunk of p.leases.values()) {
+        newB.queue.push(chunk);
+        moved += chunk.count;
+      }
+      p.leases.clear();
+      const w = this.workers.get(p.workerId);
+      if (w) this.router.send(w.peer, { k: 'w.kill', procId: p.id, graceful: false });
+      this.procEnded(p, 'its bocca was replaced', false, false);
+    }
+    for (let c = oldB.queue.take(Number.MAX_SAFE_INTEGER); c; c = oldB.queue.take(Number.MAX_SAFE_INTEGER)) {
+      newB.queue.push(c);
+      moved += c.count;
+    }
+    if (moved > 0) this.log.info({ typology: to.typology.name, items: moved, from: from.version, to: to.version }, 'items waiting for the old bocca handed to the new one');
+    to.pump();
   }
 
   private removeEntry(e: Entry, reason: string): void {
@@ -444,7 +473,8 @@ export class Master extends EventEmitter {
         const ready = v.allProcs().filter((p) => p.state === 'ready').length;
         if (ready >= want) return true;
       }
-      if (Date.now() > deadline) return false;
+      if (Date.now() > deadline || this.state === 'stopping' || this.state === 'stopped') return false;
+      if (e?.stageError) throw Object.assign(new Error(`a stage of ${name} cannot start: ${e.stageError}`), { code: 'E_STAGE' });
       await new Promise((r) => setTimeout(r, 25));
     }
   }
@@ -574,7 +604,7 @@ export class Master extends EventEmitter {
 
   private ensureProcs(entry: Entry, v: TypologyVersion, draining: boolean): void {
     const live = (procs: Set<ProcRecord>) => [...procs].filter((p) => p.state === 'starting' || p.state === 'ready');
-    const roll = (procs: ProcRecord[], base: { moduleHash?: string }, want: number, spawn: () => unknown) => {
+    const roll = (procs: ProcRecord[], base: { moduleHash?: string; threads: number }, want: number, spawn: () => unknown) => {
       // New code: start one new process at a time; retire an old one for each that is ready.
       const fresh = procs.filter((p) => !TypologyVersion.outdated(p, base));
       const old = procs.filter((p) => TypologyVersion.outdated(p, base));
@@ -763,7 +793,7 @@ export class Master extends EventEmitter {
       case 'p.emit':
         return v.onEmit(p, Number(h.run), Number(h.seq), Number(h.n), msg.payloads[0]);
       case 'p.tickDone':
-        return v.onTickDone(p, Number(h.run), typeof h.error === 'string' ? h.error : undefined);
+        return v.onTickDone(p, Number(h.run), typeof h.error === 'string' ? h.error : undefined, Number(h.rejected) || 0);
       case 'p.stdout':
         if (msg.payloads[0]) this.stdout.write(msg.payloads[0]);
         return;
@@ -884,6 +914,7 @@ export class Master extends EventEmitter {
         e.stopped = true;
         e.ticker?.stop();
         e.ticker = undefined;
+        this.saveEntry(e);
         this.reconcile();
         return { typology: e.name, stopped: true };
       }
@@ -891,6 +922,7 @@ export class Master extends EventEmitter {
         const e = need();
         if (e.stopped) {
           e.stopped = false;
+          this.saveEntry(e);
           this.startTicker(e);
           this.reconcile();
         }
@@ -1022,7 +1054,11 @@ export class Master extends EventEmitter {
         }
         const t = result.typology;
         const existing = this.entries.get(t.name);
-        const targetYaml = existing ? existing.file : path.join(this.applyRoot(), path.basename(yaml.name));
+        // A new typology gets a directory of its own, so its files never overwrite another's.
+        const targetYaml = existing ? existing.file : path.join(this.applyRoot(), t.name, path.basename(yaml.name));
+        if (!existing && fs.existsSync(targetYaml)) {
+          throw Object.assign(new Error(`${path.relative(process.cwd(), targetYaml)} already exists in the workspace and does not define typology "${t.name}"; rename the typology or remove that file`), { code: 'E_CONFLICT' });
+        }
         const targetDir = path.dirname(targetYaml);
         const sourceHash: CodeOf = (file) => staged.contentHash(file);
         let changes: string[] = [];

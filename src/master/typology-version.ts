@@ -185,8 +185,8 @@ export class TypologyVersion {
   }
 
   /** A process running code older than its stage's. */
-  static outdated(p: ProcRecord, base: { moduleHash?: string }): boolean {
-    return p.spec.moduleHash !== base.moduleHash;
+  static outdated(p: ProcRecord, base: { moduleHash?: string; threads: number }): boolean {
+    return p.spec.moduleHash !== base.moduleHash || p.spec.threads !== base.threads;
   }
 
   /** Start a run: each hydrant gets the tick now, or as soon as its process is ready. */
@@ -288,7 +288,7 @@ export class TypologyVersion {
     this.pump();
   }
 
-  onTickDone(proc: ProcRecord, runId: number, error: string | undefined): void {
+  onTickDone(proc: ProcRecord, runId: number, error: string | undefined, rejected = 0): void {
     proc.ticks.delete(runId);
     const run = this.host.runs.get(runId);
     const progress = run?.hydrants[-1 - proc.stageKey];
@@ -296,6 +296,10 @@ export class TypologyVersion {
     progress.done = true;
     this.host.journal?.tickOver(runId, -1 - proc.stageKey);
     if (error) run.errors.push(`${proc.spec.stage}: ${error}`);
+    if (rejected > 0) {
+      run.failed += rejected;
+      this.host.journal?.account(runId, 0, 0, rejected);
+    }
     this.settle(run);
   }
 

@@ -22,14 +22,13 @@ const PLAIN_PROTO = Object.prototype;
  * Returns a description of the first value that cannot cross a process
  * boundary, or undefined when the item is fine.
  */
-export function findUntransferable(value: unknown, path = 'item', depth = 0): string | undefined {
+export function findUntransferable(value: unknown, path = 'item', depth = 0, seen?: Set<object>): string | undefined {
   if (depth > 64) return `${path} is nested more than 64 levels deep`;
   switch (typeof value) {
     case 'string':
     case 'number':
     case 'boolean':
     case 'undefined':
-      return undefined;
     case 'bigint':
       return undefined;
     case 'function':
@@ -39,9 +38,21 @@ export function findUntransferable(value: unknown, path = 'item', depth = 0): st
   }
   if (value === null) return undefined;
   if (value instanceof Date || ArrayBuffer.isView(value)) return undefined;
+  // Cycles are rare; only track objects once the item is deeper than a few levels.
+  if (depth >= 8) {
+    seen ??= new Set();
+    if (seen.has(value as object)) return `${path} refers back to an enclosing object (a cycle)`;
+    seen.add(value as object);
+  }
+  const bad = walkChildren(value as object, path, depth, seen);
+  seen?.delete(value as object); // only ancestors count: a shared sub-object is not a cycle
+  return bad;
+}
+
+function walkChildren(value: object, path: string, depth: number, seen: Set<object> | undefined): string | undefined {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const bad = findUntransferable(value[i], `${path}[${i}]`, depth + 1);
+      const bad = findUntransferable(value[i], depth < 3 ? `${path}[${i}]` : path, depth + 1, seen);
       if (bad) return bad;
     }
     return undefined;
@@ -52,7 +63,7 @@ export function findUntransferable(value: unknown, path = 'item', depth = 0): st
     return `${path} is an instance of ${name}, not plain data`;
   }
   for (const key of Object.keys(value as object)) {
-    const bad = findUntransferable((value as Record<string, unknown>)[key], `${path}.${key}`, depth + 1);
+    const bad = findUntransferable((value as Record<string, unknown>)[key], depth < 3 ? `${path}.${key}` : path, depth + 1, seen);
     if (bad) return bad;
   }
   return undefined;

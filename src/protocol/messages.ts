@@ -113,7 +113,7 @@ export type ProcToMaster =
   | { k: 'p.credit'; credit: number }
   | { k: 'p.stdout'; n: number }
   | { k: 'p.emit'; run: number; seq: number; n: number }
-  | { k: 'p.tickDone'; run: number; count: number; error?: string }
+  | { k: 'p.tickDone'; run: number; count: number; rejected?: number; error?: string }
   | { k: 'p.drained' }
   | { k: 'p.alive' }
   | { k: 'p.orphaned' };

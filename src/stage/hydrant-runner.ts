@@ -42,6 +42,9 @@ export class HydrantRunner {
   async tick(run: number, skip = 0): Promise<void> {
     let count = 0;
     let toSkip = skip;
+    // Items that could not be sent: counted as failed in the run, first reason kept.
+    let rejected = 0;
+    let rejectedWhy: string | undefined;
     let chunk: unknown[] = [];
     const flush = async () => {
       if (chunk.length === 0) return;
@@ -54,6 +57,8 @@ export class HydrantRunner {
           const size = encode(item).length;
           if (size <= this.maxItemBytes) return true;
           count--;
+          rejected++;
+          rejectedWhy ??= `an item is ${size} bytes, over the ${this.maxItemBytes}-byte limit`;
           this.log.warn({ stage: this.stage, run, size }, `hydrant item skipped: ${size} bytes is over the ${this.maxItemBytes}-byte item limit`);
           return false;
         });
@@ -71,6 +76,8 @@ export class HydrantRunner {
       const bad = findUntransferable(item);
       if (bad) {
         this.log.warn({ stage: this.stage, run, item: previewItem(item) }, `hydrant item skipped: ${bad}`);
+        rejected++;
+        rejectedWhy ??= bad;
         return;
       }
       if (toSkip > 0) {
@@ -100,12 +107,12 @@ export class HydrantRunner {
         await add(result);
       }
       await flush();
-      this.send({ k: 'p.tickDone', run, count });
+      this.send({ k: 'p.tickDone', run, count, rejected, error: rejectedWhy && `${rejected} item(s) could not be sent: ${rejectedWhy}` });
     } catch (err) {
       await flush();
       const at = userFrame(err);
       this.log.error({ stage: this.stage, run, err: describeError(err), at }, 'hydrant failed');
-      this.send({ k: 'p.tickDone', run, count, error: at ? `${describeError(err)} (at ${at})` : describeError(err) });
+      this.send({ k: 'p.tickDone', run, count, rejected, error: at ? `${describeError(err)} (at ${at})` : describeError(err) });
     }
   }
 }
