@@ -91,8 +91,8 @@ describe('master + two workers: apply, run, describe, reconfigure', () => {
     expect(r.stdout).toBe('typology/numericalcalc created\n');
 
     // The applied files land in the master's workspace.
-    expect(fs.readFileSync(path.join(master.workspace, 'numericalcalc.yaml'), 'utf8')).toBe(appliedText);
-    expect(fs.existsSync(path.join(master.workspace, 'numericalcalc.ts'))).toBe(true);
+    expect(fs.readFileSync(path.join(master.workspace, 'numericalcalc', 'numericalcalc.yaml'), 'utf8')).toBe(appliedText);
+    expect(fs.existsSync(path.join(master.workspace, 'numericalcalc', 'numericalcalc.ts'))).toBe(true);
 
     await pollUntil(
       async () => (await cliJson<TypologyRow[]>(['get', 'typologies'], master.address)).find((t) => t.name === 'numericalcalc' && t.processes === '19/19'),
@@ -110,7 +110,7 @@ describe('master + two workers: apply, run, describe, reconfigure', () => {
     );
     expect(run).toMatchObject({ typology: 'numericalcalc', version: 1, in: 50, out: 40, dropped: 10, failed: 0, errors: [] });
 
-    const db = new Database(path.join(master.workspace, 'results', 'numericalcalc.sqlite'), { readonly: true });
+    const db = new Database(path.join(master.workspace, 'numericalcalc', 'results', 'numericalcalc.sqlite'), { readonly: true });
     try {
       const rows = db.prepare('SELECT n, value FROM results').all() as Array<{ n: number; value: number }>;
       expect(rows).toHaveLength(40);
@@ -221,7 +221,7 @@ describe('master + two workers: apply, run, describe, reconfigure', () => {
         // Same version, status, process count, applied-at; no error recorded.
         expect(rows[0]).toEqual(before.row);
         expect(rows[0]!.error ?? undefined).toBeUndefined();
-        expect(fs.readFileSync(path.join(master.workspace, 'numericalcalc.yaml'), 'utf8')).toBe(appliedText);
+        expect(fs.readFileSync(path.join(master.workspace, 'numericalcalc', 'numericalcalc.yaml'), 'utf8')).toBe(appliedText);
         const d = await describeTypology();
         expect(d.history).toEqual(before.history);
         expect(d.stages.find((s) => s.name === 'addOne')!.desired).toBe('4×5');
@@ -241,7 +241,7 @@ describe('master + two workers: apply, run, describe, reconfigure', () => {
     });
 
     it('an invalid edit saved in the workspace shows the same errors and keeps the last good version', { timeout: 30_000 }, async () => {
-      const wsYaml = path.join(master.workspace, 'numericalcalc.yaml');
+      const wsYaml = path.join(master.workspace, 'numericalcalc', 'numericalcalc.yaml');
       fs.copyFileSync(path.join(badDir, 'numericalcalc-invalid.yaml'), wsYaml);
       const row = await pollUntil(
         async () => (await cliJson<TypologyRow[]>(['get', 'typologies'], master.address)).find((t) => t.name === 'numericalcalc' && t.status !== 'running'),

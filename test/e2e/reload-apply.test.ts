@@ -52,8 +52,8 @@ describe('rezina apply / diff / --dry-run', () => {
     fs.writeFileSync(path.join(src, 'fx.ts'), fixtureModule());
     fs.writeFileSync(path.join(src, 'mark.ts'), markModule('one'));
     fs.writeFileSync(srcYaml, spec({ interval: '2s' }));
-    wsYaml = path.join(master.workspace, 'ap.yaml');
-    outFile = path.join(master.workspace, 'results', 'ap.jsonl');
+    wsYaml = path.join(master.workspace, 'ap', 'ap.yaml');
+    outFile = path.join(master.workspace, 'ap', 'results', 'ap.jsonl');
   }, 60_000);
 
   it('apply -f of a new file prints created and the typology runs', { timeout: 40_000 }, async () => {
@@ -171,7 +171,7 @@ describe('rezina apply / diff / --dry-run', () => {
     const r = await apply(srcYaml);
     expect(r.code, r.describe()).toBe(0);
     expect(r.stdout).toMatch(/^typology\/ap configured\n {2}notches\[tag\]\.code [0-9a-f]{12} → [0-9a-f]{12}\n$/);
-    expect(fs.readFileSync(path.join(master.workspace, 'mark.ts'), 'utf8')).toBe(markModule('two'));
+    expect(fs.readFileSync(path.join(master.workspace, 'ap', 'mark.ts'), 'utf8')).toBe(markModule('two'));
     const v = (await describeT(master, 'ap')).history.at(-1)!;
     expect(v).toMatchObject({ source: 'apply', changes: [expect.stringMatching(/^notches\[tag\]\.code /)] });
 
