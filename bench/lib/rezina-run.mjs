@@ -15,6 +15,21 @@ import { capture, exited, killGroup, sleep, spawnGroup, timeout } from './procs.
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'dist/cli/main.js');
+/** State dirs of runs in progress, removed even when the bench is interrupted. */
+const stateDirs = new Set();
+process.on('exit', () => {
+  for (const dir of stateDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+function makeStateDir() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rezina-bench-state-'));
+  stateDirs.add(dir);
+  return dir;
+}
+function removeStateDir(dir) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  stateDirs.delete(dir);
+}
+
 const SUMMARY = /run (\d+) of (\S+) finished in ([\d.]+) s: (\d+) in, (\d+) out, (\d+) dropped, (\d+) failed/;
 
 /**
@@ -43,7 +58,7 @@ export function typologyCopy(source, dir, name, edit) {
  * @returns {Promise<{ seconds: number, in: number, out: number, dropped: number, failed: number, wallSeconds: number }>}
  */
 export async function rezinaRunOnce(file, { env = {}, timeoutMs, cpuProfDir }) {
-  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rezina-bench-state-'));
+  const stateDir = makeStateDir();
   const childEnv = { ...process.env, ...env, REZINA_LOG_FORMAT: 'json' };
   if (cpuProfDir) {
     // Node refuses --cpu-prof in NODE_OPTIONS; a preload reaches the forked stage processes too.
@@ -83,7 +98,7 @@ export async function rezinaRunOnce(file, { env = {}, timeoutMs, cpuProfDir }) {
   } finally {
     // The group: the CLI, and its worker's stage processes if any were left.
     killGroup(child.pid);
-    fs.rmSync(stateDir, { recursive: true, force: true });
+    removeStateDir(stateDir);
   }
 }
 
@@ -124,7 +139,7 @@ async function cli(args, env) {
  * @returns {Promise<Array<{ seconds: number, in: number, out: number, dropped: number, failed: number }>>}
  */
 export async function rezinaRunsInOneProcess(file, name, { env = {}, runs = 2, timeoutMs }) {
-  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rezina-bench-state-'));
+  const stateDir = makeStateDir();
   const childEnv = { ...process.env, ...env, REZINA_LOG_FORMAT: 'json' };
   const port = await freePort();
   const master = `127.0.0.1:${port}`;
@@ -198,6 +213,6 @@ export async function rezinaRunsInOneProcess(file, name, { env = {}, runs = 2, t
     killGroup(child.pid, 'SIGTERM');
     await Promise.race([exited(child), sleep(3000)]);
     killGroup(child.pid);
-    fs.rmSync(stateDir, { recursive: true, force: true });
+    removeStateDir(stateDir);
   }
 }

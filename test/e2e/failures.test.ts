@@ -99,7 +99,7 @@ describe('failing user code', () => {
       expect(run).toMatchObject({ in: 0, out: 0, dropped: 0 });
       expect(run.errors).toHaveLength(1);
       // Names the stage and the message, and where in the user's file it was thrown.
-      expect(run.errors[0]).toBe(`explode: hydrant exploded on purpose (at ${path.join(master.workspace, 'failing.ts')}:13:9)`);
+      expect(run.errors[0]).toBe(`explode: hydrant exploded on purpose (at ${path.join(master.workspace, 'hydrantfails', 'failing.ts')}:13:9)`);
     }
     await stillUp();
     const rows = await cliJson<TypologyRow[]>(['get', 'typologies'], master.address);
@@ -111,7 +111,7 @@ describe('failing user code', () => {
     expect(run).toMatchObject({ in: 10, out: 6, dropped: 0, failed: 4 });
 
     const written = fs
-      .readFileSync(path.join(master.workspace, 'results', 'notchfails.jsonl'), 'utf8')
+      .readFileSync(path.join(master.workspace, 'notchfails', 'results', 'notchfails.jsonl'), 'utf8')
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l) as { n: number });
@@ -124,7 +124,7 @@ describe('failing user code', () => {
     for (const [n, l] of byN) {
       expect(l).toMatchObject({ typology: 'notchfails', stage: 'picky', run: 1, error: `no multiples of three: ${n}`, attempts: 2, item: { n } });
       // Where the user's code threw: the workspace copy of failing.ts, line 18.
-      expect(l.at).toBe(`${path.join(master.workspace, 'failing.ts')}:18:31`);
+      expect(l.at).toBe(`${path.join(master.workspace, 'notchfails', 'failing.ts')}:18:31`);
     }
     await stillUp();
   });

@@ -73,7 +73,7 @@ describe('losing a worker', () => {
     const onA = placed.filter((p) => p.worker === 'a').length;
     expect(onA).toBeGreaterThan(0);
 
-    const results = path.join(master.workspace, 'results', 'slow.jsonl');
+    const results = path.join(master.workspace, 'slow', 'results', 'slow.jsonl');
     const written = () =>
       (fs.existsSync(results) ? fs.readFileSync(results, 'utf8') : '')
         .split('\n')
