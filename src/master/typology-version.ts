@@ -460,7 +460,11 @@ export class TypologyVersion {
       }
       if (!best) return;
       if (suspect) best.isolating = true;
-      const chunk = queue.take(suspect ? 1 : Math.min(best.credit, Math.max(1, best.leaseSize)))!;
+      // A whole chunk that fits in one lease goes as it is, even past the credit:
+      // splitting it would cost a decode and re-encode for a few items.
+      const leaseMax = Math.max(1, best.leaseSize);
+      const headCount = queue.peek()!.count;
+      const chunk = queue.take(suspect ? 1 : headCount <= leaseMax ? headCount : Math.min(best.credit, leaseMax))!;
       const lease = this.nextLease++;
       best.credit -= chunk.count;
       best.leases.set(lease, chunk);

@@ -22,7 +22,28 @@ const PLAIN_PROTO = Object.prototype;
  * Returns a description of the first value that cannot cross a process
  * boundary, or undefined when the item is fine.
  */
-export function findUntransferable(value: unknown, path = 'item', depth = 0, seen?: Set<object>): string | undefined {
+export function findUntransferable(value: unknown, path = 'item'): string | undefined {
+  // The fast check builds no strings; only a bad item pays for the message.
+  return isTransferable(value, 0) ? undefined : describeUntransferable(value, path, 0, undefined);
+}
+
+function isTransferable(value: unknown, depth: number): boolean {
+  if (depth > 64) return false;
+  const t = typeof value;
+  if (t === 'string' || t === 'number' || t === 'boolean' || t === 'undefined' || t === 'bigint' || value === null) return true;
+  if (t !== 'object') return false;
+  if (value instanceof Date || ArrayBuffer.isView(value)) return true;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!isTransferable(value[i], depth + 1)) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== PLAIN_PROTO && proto !== null) return false;
+  for (const key in value as object) if (!isTransferable((value as Record<string, unknown>)[key], depth + 1)) return false;
+  return true;
+}
+
+function describeUntransferable(value: unknown, path: string, depth: number, seen: Set<object> | undefined): string | undefined {
   if (depth > 64) return `${path} is nested more than 64 levels deep`;
   switch (typeof value) {
     case 'string':
@@ -52,7 +73,7 @@ export function findUntransferable(value: unknown, path = 'item', depth = 0, see
 function walkChildren(value: object, path: string, depth: number, seen: Set<object> | undefined): string | undefined {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const bad = findUntransferable(value[i], depth < 3 ? `${path}[${i}]` : path, depth + 1, seen);
+      const bad = describeUntransferable(value[i], depth < 3 ? `${path}[${i}]` : path, depth + 1, seen);
       if (bad) return bad;
     }
     return undefined;
@@ -63,7 +84,7 @@ function walkChildren(value: object, path: string, depth: number, seen: Set<obje
     return `${path} is an instance of ${name}, not plain data`;
   }
   for (const key of Object.keys(value as object)) {
-    const bad = findUntransferable((value as Record<string, unknown>)[key], depth < 3 ? `${path}.${key}` : path, depth + 1, seen);
+    const bad = describeUntransferable((value as Record<string, unknown>)[key], depth < 3 ? `${path}.${key}` : path, depth + 1, seen);
     if (bad) return bad;
   }
   return undefined;
