@@ -79,6 +79,28 @@ function parse(frames: Buffer[], withPeer: boolean): Incoming | string {
   return { peer, header: header as Incoming['header'], payloads: rest.slice(1) };
 }
 
+/** Decoded messages until the socket closes; garbage is counted and reported, never thrown. */
+async function* receive(
+  socket: Router | Dealer,
+  withPeer: boolean,
+  countGarbage: () => void,
+  onError: (what: string, err: unknown) => void,
+): AsyncGenerator<Incoming> {
+  try {
+    for await (const frames of socket) {
+      const msg = parse(frames, withPeer);
+      if (typeof msg === 'string') {
+        countGarbage();
+        onError('receive', new Error(msg));
+        continue;
+      }
+      yield msg;
+    }
+  } catch (err) {
+    if (!socket.closed) throw err;
+  }
+}
+
 export class RouterEndpoint {
   private readonly socket: Router;
   private readonly outbox: Outbox;
@@ -109,20 +131,8 @@ export class RouterEndpoint {
   }
 
   /** Yields decoded messages until the socket closes; garbage is counted and reported, never thrown. */
-  async *messages(): AsyncGenerator<Incoming> {
-    try {
-      for await (const frames of this.socket) {
-        const msg = parse(frames, true);
-        if (typeof msg === 'string') {
-          this.garbage++;
-          this.onError('receive', new Error(msg));
-          continue;
-        }
-        yield msg;
-      }
-    } catch (err) {
-      if (!this.socket.closed) throw err;
-    }
+  messages(): AsyncGenerator<Incoming> {
+    return receive(this.socket, true, () => this.garbage++, this.onError);
   }
 
   close(): void {
@@ -165,20 +175,8 @@ export class DealerEndpoint {
     return this.outbox.size;
   }
 
-  async *messages(): AsyncGenerator<Incoming> {
-    try {
-      for await (const frames of this.socket) {
-        const msg = parse(frames, false);
-        if (typeof msg === 'string') {
-          this.garbage++;
-          this.onError('receive', new Error(msg));
-          continue;
-        }
-        yield msg;
-      }
-    } catch (err) {
-      if (!this.socket.closed) throw err;
-    }
+  messages(): AsyncGenerator<Incoming> {
+    return receive(this.socket, false, () => this.garbage++, this.onError);
   }
 
   close(): void {
