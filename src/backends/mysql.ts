@@ -1,10 +1,10 @@
 import type mysql from 'mysql2/promise';
 import type { Backend, BackendContext, BackendFactory } from './types.js';
-import { BackendError, closedError, encodeFailed, unreachable, writeFailed } from './backend-error.js';
+import { BackendError, encodeFailed, unreachable, writeFailed } from './backend-error.js';
 import { type BatchPlan, type Column, type ColumnKind, type ColumnNaming, SYSTEM_COLUMNS, describeValue, kindOf, planBatch, rowsPerStatement, splitQualified } from './columns.js';
 import { toJson } from './json-line.js';
 import { optionalString, requiredString } from './options.js';
-import { Serial } from './serial.js';
+import { ConnectedBackend } from './connected-backend.js';
 
 /**
  * Options of the `mysql` bocca (MySQL 8 and MariaDB 10.5+).
@@ -73,13 +73,8 @@ interface KnownTable {
   readonly columns: ReadonlyMap<string, Column>;
 }
 
-class MysqlBackend implements Backend {
-  private conn: mysql.Connection | undefined;
-  private connecting: Promise<mysql.Connection> | undefined;
+class MysqlBackend extends ConnectedBackend<mysql.Connection> {
   private known: KnownTable | undefined;
-  private closed = false;
-  private readonly serial = new Serial();
-  private readonly where: string;
   private readonly schema: string | undefined;
   private readonly tableName: string;
   private readonly table: string;
@@ -89,41 +84,18 @@ class MysqlBackend implements Backend {
     private readonly context: BackendContext,
     private readonly driver: typeof mysql,
   ) {
-    this.where = whereOf(opts.url);
+    super(NAME, whereOf(opts.url));
     const { schema, table } = splitQualified(opts.table);
     this.schema = schema;
     this.tableName = table;
     this.table = schema === undefined ? quote(table) : `${quote(schema)}.${quote(table)}`;
   }
 
-  async open(): Promise<void> {
-    if (this.closed) throw closedError(NAME, this.where);
-    await this.connection();
+  protected async end(conn: mysql.Connection): Promise<void> {
+    await conn.end().catch(() => conn.destroy());
   }
 
-  write(items: readonly unknown[]): Promise<void> {
-    if (this.closed) return Promise.reject(closedError(NAME, this.where));
-    if (items.length === 0) return Promise.resolve();
-    return this.serial.run(() => this.writeNow(items));
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.serial.run(async () => {
-      const conn = this.conn ?? (await this.connecting?.catch(() => undefined));
-      this.conn = undefined;
-      await conn?.end().catch(() => conn.destroy());
-    });
-  }
-
-  private connection(): Promise<mysql.Connection> {
-    if (this.conn) return Promise.resolve(this.conn);
-    this.connecting ??= this.connect().finally(() => (this.connecting = undefined));
-    return this.connecting;
-  }
-
-  private async connect(): Promise<mysql.Connection> {
+  protected async connect(): Promise<mysql.Connection> {
     let conn: mysql.Connection | undefined;
     try {
       conn = await this.driver.createConnection({
@@ -144,15 +116,15 @@ class MysqlBackend implements Backend {
     // Without a listener, an error on an idle connection would crash the process.
     const drop = (err?: unknown): void => {
       if (err) this.context.log.warn({ err: err instanceof Error ? err.message : String(err), backend: NAME, where: this.where }, 'backend connection lost');
-      if (this.conn === c) this.conn = undefined;
+      if (this.current === c) this.current = undefined;
     };
     c.on('error', drop);
     c.on('end', () => drop());
-    this.conn = c;
+    this.current = c;
     return c;
   }
 
-  private async writeNow(items: readonly unknown[]): Promise<void> {
+  protected async writeNow(items: readonly unknown[]): Promise<void> {
     const conn = await this.connection();
     try {
       const plan = await this.prepare(conn, items);
@@ -289,7 +261,7 @@ class MysqlBackend implements Backend {
       this.known = undefined; // e.g. the table was dropped or altered by hand
       return writeFailed(NAME, this.where, err, !DATA_ERRNOS.has(e.errno));
     }
-    if (this.conn === conn) this.conn = undefined;
+    if (this.current === conn) this.current = undefined;
     conn.destroy();
     return unreachable(NAME, this.where, err);
   }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Backend, BackendContext, BackendFactory } from './types.js';
-import { BackendError, closedError, encodeFailed, unreachable, writeFailed } from './backend-error.js';
+import { BackendError, encodeFailed, unreachable, writeFailed } from './backend-error.js';
 import {
   type BatchPlan,
   type Column,
@@ -16,7 +16,7 @@ import {
 } from './columns.js';
 import { toJson } from './json-line.js';
 import { optionalString, requiredString } from './options.js';
-import { Serial } from './serial.js';
+import { ConnectedBackend } from './connected-backend.js';
 
 /**
  * Options of the `postgres` bocca.
@@ -73,13 +73,8 @@ interface KnownTable {
   readonly columns: ReadonlyMap<string, Column>;
 }
 
-class PostgresBackend implements Backend {
-  private client: pg.Client | undefined;
-  private connecting: Promise<pg.Client> | undefined;
+class PostgresBackend extends ConnectedBackend<pg.Client> {
   private known: KnownTable | undefined;
-  private closed = false;
-  private readonly serial = new Serial();
-  private readonly where: string;
   private readonly schema: string | undefined;
   private readonly tableName: string;
   private readonly table: string;
@@ -89,42 +84,18 @@ class PostgresBackend implements Backend {
     private readonly context: BackendContext,
     private readonly driver: typeof pg,
   ) {
-    this.where = whereOf(opts.url);
+    super(NAME, whereOf(opts.url));
     const { schema, table } = splitQualified(opts.table);
     this.schema = schema;
     this.tableName = table;
     this.table = schema === undefined ? quote(table) : `${quote(schema)}.${quote(table)}`;
   }
 
-  async open(): Promise<void> {
-    if (this.closed) throw closedError(NAME, this.where);
-    await this.connection();
+  protected async end(client: pg.Client): Promise<void> {
+    await client.end().catch(() => undefined);
   }
 
-  write(items: readonly unknown[]): Promise<void> {
-    if (this.closed) return Promise.reject(closedError(NAME, this.where));
-    if (items.length === 0) return Promise.resolve();
-    return this.serial.run(() => this.writeNow(items));
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    // Let a write in progress finish (close flushes), then end the connection.
-    await this.serial.run(async () => {
-      const client = this.client ?? (await this.connecting?.catch(() => undefined));
-      this.client = undefined;
-      await client?.end().catch(() => undefined);
-    });
-  }
-
-  private connection(): Promise<pg.Client> {
-    if (this.client) return Promise.resolve(this.client);
-    this.connecting ??= this.connect().finally(() => (this.connecting = undefined));
-    return this.connecting;
-  }
-
-  private async connect(): Promise<pg.Client> {
+  protected async connect(): Promise<pg.Client> {
     const client = new this.driver.Client({
       connectionString: this.opts.url,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
@@ -135,7 +106,7 @@ class PostgresBackend implements Backend {
     // Without a listener, an error on an idle connection would crash the process.
     const drop = (err?: unknown): void => {
       if (err) this.context.log.warn({ err: err instanceof Error ? err.message : String(err), backend: NAME, where: this.where }, 'backend connection lost');
-      if (this.client === client) this.client = undefined;
+      if (this.current === client) this.current = undefined;
     };
     client.on('error', drop);
     client.on('end', () => drop());
@@ -145,11 +116,11 @@ class PostgresBackend implements Backend {
       client.end().catch(() => undefined);
       throw unreachable(NAME, this.where, err);
     }
-    this.client = client;
+    this.current = client;
     return client;
   }
 
-  private async writeNow(items: readonly unknown[]): Promise<void> {
+  protected async writeNow(items: readonly unknown[]): Promise<void> {
     const client = await this.connection();
     try {
       const plan = await this.prepare(client, items);
@@ -271,7 +242,7 @@ class PostgresBackend implements Backend {
       const retryable = !(err.code?.startsWith('22') || err.code?.startsWith('23'));
       return writeFailed(NAME, this.where, err, retryable);
     }
-    if (this.client === client) this.client = undefined;
+    if (this.current === client) this.current = undefined;
     client.end().catch(() => undefined);
     return unreachable(NAME, this.where, err);
   }

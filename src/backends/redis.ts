@@ -1,9 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { Backend, BackendContext, BackendFactory } from './types.js';
-import { BackendError, causeText, closedError, configError, encodeFailed, unreachable, writeFailed } from './backend-error.js';
+import { BackendError, causeText, configError, encodeFailed, unreachable, writeFailed } from './backend-error.js';
 import { toJson } from './json-line.js';
 import { optionalString } from './options.js';
-import { Serial } from './serial.js';
+import { ConnectedBackend } from './connected-backend.js';
 
 /**
  * Options of the `redis` bocca.
@@ -42,55 +42,30 @@ export const createRedisBackend: BackendFactory = async (options, context: Backe
   return new RedisBackend(opts, context, RedisClient);
 };
 
-class RedisBackend implements Backend {
-  private client: Redis | undefined;
-  private connecting: Promise<Redis> | undefined;
-  private closed = false;
-  private readonly serial = new Serial();
-  private readonly where: string;
+class RedisBackend extends ConnectedBackend<Redis> {
 
   constructor(
     private readonly opts: RedisBackendOptions,
     private readonly context: BackendContext,
     private readonly RedisClient: typeof Redis,
   ) {
-    this.where = whereOf(opts.url);
+    super(NAME, whereOf(opts.url));
   }
 
-  async open(): Promise<void> {
-    if (this.closed) throw closedError(NAME, this.where);
-    await this.connection();
+  protected async end(client: Redis): Promise<void> {
+    // QUIT lets the server answer what was sent before; disconnect if it cannot.
+    await client.quit().catch(() => client.disconnect());
   }
 
-  write(items: readonly unknown[]): Promise<void> {
-    if (this.closed) return Promise.reject(closedError(NAME, this.where));
-    if (items.length === 0) return Promise.resolve();
-    return this.serial.run(() => this.writeNow(items));
+  protected override usable(client: Redis): boolean {
+    return client.status === 'ready';
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.serial.run(async () => {
-      const client = this.client ?? (await this.connecting?.catch(() => undefined));
-      this.client = undefined;
-      if (!client) return;
-      // QUIT lets the server answer what was sent before; disconnect if it cannot.
-      await client.quit().catch(() => client.disconnect());
-    });
+  protected override discard(client: Redis): void {
+    client.disconnect();
   }
 
-  private connection(): Promise<Redis> {
-    if (this.client?.status === 'ready') return Promise.resolve(this.client);
-    if (this.client) {
-      this.client.disconnect();
-      this.client = undefined;
-    }
-    this.connecting ??= this.connect().finally(() => (this.connecting = undefined));
-    return this.connecting;
-  }
-
-  private async connect(): Promise<Redis> {
+  protected async connect(): Promise<Redis> {
     const client = new this.RedisClient(this.opts.url, {
       lazyConnect: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
@@ -118,11 +93,11 @@ class RedisBackend implements Backend {
     } finally {
       clearTimeout(timer);
     }
-    this.client = client;
+    this.current = client;
     return client;
   }
 
-  private async writeNow(items: readonly unknown[]): Promise<void> {
+  protected async writeNow(items: readonly unknown[]): Promise<void> {
     let lines: string[];
     try {
       lines = items.map((item) => toJson(item));
@@ -153,7 +128,7 @@ class RedisBackend implements Backend {
       const wrongType = err.message.startsWith('WRONGTYPE');
       return writeFailed(NAME, `${this.where} key ${JSON.stringify(this.opts.key)}`, err, !wrongType);
     }
-    if (this.client === client) this.client = undefined;
+    if (this.current === client) this.current = undefined;
     client.disconnect();
     return unreachable(NAME, this.where, err);
   }
