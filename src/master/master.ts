@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import { describeError, formatDiagnostic, type Diagnostic } from '../errors.js';
@@ -523,7 +522,6 @@ export class Master extends EventEmitter {
           this.log.error({ err: describeError(err) }, 'cannot write dead letters');
         }
       },
-      stdout: (data) => this.stdout.write(data),
       journal: entry.journal,
       log: this.log,
     };
@@ -1115,14 +1113,5 @@ export class Master extends EventEmitter {
     this.router.close();
     this.setState('stopped');
     this.stopped?.();
-  }
-
-  /** Test and embedding hook: the typology names currently known. */
-  typologyNames(): string[] {
-    return [...this.entries.keys()];
-  }
-
-  hostname(): string {
-    return os.hostname();
   }
 }

@@ -62,7 +62,6 @@ export interface VersionHost {
   now(): number;
   runSettled(run: RunRecord): void;
   deadLetter(letters: Omit<DeadLetter, 'id' | 'time'>[]): void;
-  stdout(data: Buffer): void;
   /** Present when the typology's queues survive a master restart. */
   journal?: QueueJournal;
   log: Logger;
